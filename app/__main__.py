@@ -1,0 +1,35 @@
+"""`python -m app`: serve the API with uvicorn on $HOST:$PORT (the mock provider unless a key is set)."""
+
+from __future__ import annotations
+
+import sys
+
+import uvicorn
+
+from app.factory import create_app
+from app.logs import configure_logging, log_event
+from app.settings import Settings, SettingsError
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"tokenrelay: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    app = create_app(settings)
+    log_event(
+        "server_start",
+        url=f"http://{settings.host}:{settings.port}",
+        provider=settings.provider,
+        default_model=settings.default_model,
+        auth="api_keys" if settings.api_keys else "none",
+    )
+    # No access log: query strings can carry prompts, and each stream logs its own `stream_end` line.
+    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_config=None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

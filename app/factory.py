@@ -1,0 +1,116 @@
+"""Builds the Litestar app from settings and a provider; the one place where the parts meet."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Request, Response, Router
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+
+from app.auth import ApiKeyGuard
+from app.cancel import CancelRegistry, InMemoryCancelRegistry
+from app.errors import ApiError, internal_error
+from app.logs import log_event
+from app.routes import (
+    VERSION,
+    Services,
+    cancel_stream,
+    chat_completions,
+    healthz,
+    list_models,
+    stream_get,
+    stream_post,
+)
+from app.settings import Settings
+from providers.protocol import Provider
+
+_STATUS_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}
+
+
+def build_provider(settings: Settings) -> Provider:
+    """The provider the settings select; the OpenAI SDK is imported only when it is selected."""
+    if settings.provider == "openai":
+        from providers.openai import OpenAIProvider
+
+        assert settings.openai_api_key is not None  # guaranteed by Settings.from_env
+        return OpenAIProvider(
+            api_key=settings.openai_api_key.reveal(),
+            base_url=settings.openai_base_url,
+            models=settings.openai_models,
+            timeout_s=settings.openai_timeout_s,
+            max_retries=settings.openai_max_retries,
+        )
+    from providers.mock import MockProvider
+
+    return MockProvider(token_delay_s=settings.mock_token_delay_ms / 1000)
+
+
+def _api_error_response(_: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:
+    return Response(exc.body(), status_code=exc.status_code, headers=exc.headers)
+
+
+def _http_exception_response(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    if status >= 500:
+        return _unexpected_error_response(request, exc)
+    code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(status)
+    message = exc.detail
+    if status == 413:
+        message = "the request body is larger than this server accepts (MAX_BODY_BYTES)"
+    error = ApiError(status, message, type=_STATUS_TYPES.get(status, "invalid_request_error"), code=code)
+    return Response(error.body(), status_code=status, headers=exc.headers or {})
+
+
+def _unexpected_error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log_event("unhandled_error", logging.ERROR, path=request.url.path, exc_type=type(exc).__name__)
+    error = internal_error()
+    return Response(error.body(), status_code=error.status_code)
+
+
+def create_app(
+    settings: Settings | None = None,
+    provider: Provider | None = None,
+    *,
+    cancels: CancelRegistry | None = None,
+) -> Litestar:
+    """The ASGI app; tests and hosts pass their own provider and cancel registry."""
+    settings = settings if settings is not None else Settings.from_env()
+    provider = provider if provider is not None else build_provider(settings)
+    services = Services(
+        settings=settings,
+        provider=provider,
+        cancels=cancels if cancels is not None else InMemoryCancelRegistry(),
+        started=int(time.time()),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            await provider.aclose()
+
+    api = Router(
+        path="/",
+        route_handlers=[list_models, chat_completions, stream_get, stream_post, cancel_stream],
+        guards=[ApiKeyGuard(settings.api_keys)],
+    )
+    return Litestar(
+        route_handlers=[healthz, api],
+        state=State({"services": services}),
+        lifespan=[lifespan],
+        exception_handlers={
+            ApiError: _api_error_response,
+            HTTPException: _http_exception_response,
+            Exception: _unexpected_error_response,
+        },
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="tokenrelay", version=VERSION, path="/schema"),
+        debug=False,
+    )

@@ -1,0 +1,55 @@
+"""Structured logs: one JSON object per line on stderr."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import msgspec
+
+_encoder = msgspec.json.Encoder()
+
+logger = logging.getLogger("tokenrelay")
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON line; structured fields come from `extra={"fields": {...}}`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        if record.exc_info and record.levelno >= logging.ERROR:
+            # The type only: tracebacks can quote request data, and a log line must stay one line.
+            entry["exc_type"] = record.exc_info[0].__name__ if record.exc_info[0] else None
+        return _encoder.encode(entry).decode()
+
+
+def configure_logging(level: str) -> None:
+    """Route the service's and the server's logs to stderr as JSON lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    for name in ("tokenrelay", "uvicorn", "uvicorn.error"):
+        named = logging.getLogger(name)
+        named.handlers[:] = [handler]
+        named.setLevel(level)
+        named.propagate = False
+
+
+def log_event(event: str, level: int = logging.INFO, **fields: Any) -> None:
+    """Log one structured event."""
+    if logger.isEnabledFor(level):
+        logger.log(level, event, extra={"fields": fields})
+
+
+def elapsed_ms(start: float, end: float | None = None) -> float:
+    """Milliseconds between two `time.perf_counter()` readings, rounded for logs."""
+    return round(((time.perf_counter() if end is None else end) - start) * 1000, 2)

@@ -1,0 +1,113 @@
+"""From raw HTTP input to a provider `ChatRequest`: decoding, validation and the request-level limits.
+
+Every rejection is an `ApiError` with a 4xx status naming the field at fault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+import msgspec
+from litestar import Request
+
+from app.errors import ApiError, from_validation_error, invalid_request
+from app.schemas import Message
+from app.settings import Settings
+from providers.protocol import ChatMessage, ChatRequest, MockDirectives, Provider
+
+T = TypeVar("T")
+
+_mock_decoder = msgspec.json.Decoder(MockDirectives)
+
+
+async def decode_json_body(request: Request[Any, Any, Any], decoder: msgspec.json.Decoder[T]) -> T:
+    """Decode a JSON request body into a Struct, or fail with 415/400 naming the problem."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";", 1)[0].strip().lower() != "application/json":
+        raise ApiError(
+            415,
+            f"Content-Type must be application/json, got {content_type or 'none'!r}",
+            code="unsupported_media_type",
+        )
+    body = await request.body()
+    if not body.strip():
+        raise invalid_request("the request body is empty; send a JSON object", code="invalid_json")
+    try:
+        return decoder.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise from_validation_error(exc) from None
+    except UnicodeDecodeError:
+        raise invalid_request("the request body is not valid UTF-8", code="invalid_encoding") from None
+    except RecursionError:
+        raise invalid_request("the JSON body is nested too deeply", code="invalid_json") from None
+
+
+def decode_mock_query(raw: str | None) -> MockDirectives | None:
+    """The `mock` query parameter of `GET /v1/stream`: the same directives as the JSON field, as JSON."""
+    if raw is None:
+        return None
+    try:
+        return _mock_decoder.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        error = from_validation_error(exc)
+        param = error.detail.param
+        raise invalid_request(
+            f"invalid mock directives: {error.detail.message}", param=f"mock.{param}" if param else "mock"
+        ) from None
+
+
+def query_int(params: Mapping[str, str], name: str) -> int | None:
+    """A positive integer query parameter, if present."""
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise invalid_request(f"{name} must be an integer, got {raw!r}", param=name) from None
+    if value < 1:
+        raise invalid_request(f"{name} must be >= 1, got {value}", param=name)
+    return value
+
+
+def build_chat_request(
+    *,
+    settings: Settings,
+    provider: Provider,
+    messages: Sequence[Message],
+    model: str | None,
+    max_tokens: int | None,
+    mock: MockDirectives | None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    stop: str | Sequence[str] | None = None,
+    seed: int | None = None,
+    user: str | None = None,
+) -> ChatRequest:
+    """Apply defaults and server limits, and check the model is served."""
+    model_id = model or settings.default_model
+    served = provider.models()
+    if served and model_id not in served:
+        raise ApiError(
+            404,
+            f"The model {model_id!r} does not exist; available: {', '.join(served)}",
+            code="model_not_found",
+            param="model",
+        )
+    if max_tokens is not None and max_tokens > settings.max_tokens_limit:
+        raise invalid_request(
+            f"max_tokens={max_tokens} exceeds this server's limit of {settings.max_tokens_limit}",
+            param="max_tokens",
+        )
+    return ChatRequest(
+        model=model_id,
+        messages=tuple(ChatMessage(role=m.role, content=m.text()) for m in messages),
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        stop=(stop,) if isinstance(stop, str) else tuple(stop or ()),
+        seed=seed,
+        user=user,
+        mock=mock,
+    )

@@ -1,0 +1,159 @@
+"""The one reader of the environment: every knob, validated once at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Literal
+
+import msgspec
+
+ProviderName = Literal["mock", "openai"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+
+
+class SettingsError(Exception):
+    """Raised when the environment holds a missing, malformed or contradictory setting."""
+
+
+class Secret:
+    """A string that never shows itself in `repr`, `str` or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Validated configuration of one service instance."""
+
+    provider: ProviderName = "mock"
+    default_model: str = "mock"
+    openai_api_key: Secret | None = None
+    openai_base_url: str | None = None
+    openai_models: tuple[str, ...] = ()
+    openai_timeout_s: float = 60.0
+    openai_max_retries: int = 2
+    mock_token_delay_ms: int = 0
+    heartbeat_interval_s: float = 15.0
+    stream_idle_timeout_s: float = 60.0
+    stream_deadline_s: float = 300.0
+    max_tokens_limit: int = 4096
+    max_body_bytes: int = 1_048_576
+    api_keys: tuple[Secret, ...] = ()
+    log_level: LogLevel = "INFO"
+    log_prompts: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate the environment; raise `SettingsError` naming the variable at fault."""
+        env = _Env(os.environ if environ is None else environ)
+        api_key = env.text("OPENAI_API_KEY")
+        provider = env.choice("PROVIDER", ("mock", "openai"), "openai" if api_key else "mock")
+        if provider == "openai" and not api_key:
+            raise SettingsError(
+                "PROVIDER=openai needs OPENAI_API_KEY (any non-empty value for keyless OpenAI-compatible servers)"
+            )
+        openai_models = env.csv("OPENAI_MODELS")
+        fallback_model = "mock" if provider == "mock" else (openai_models or (DEFAULT_OPENAI_MODEL,))[0]
+        default_model = env.text("DEFAULT_MODEL") or fallback_model
+        if provider == "mock" and default_model != "mock":
+            raise SettingsError(f"DEFAULT_MODEL={default_model!r} is not served by the mock provider (use 'mock')")
+        if openai_models and default_model not in openai_models:
+            raise SettingsError(f"DEFAULT_MODEL={default_model!r} is not one of OPENAI_MODELS")
+        base_url = env.text("OPENAI_BASE_URL")
+        if base_url and not base_url.startswith(("http://", "https://")):
+            raise SettingsError("OPENAI_BASE_URL must start with http:// or https://")
+        return cls(
+            provider=provider,  # type: ignore[arg-type]
+            default_model=default_model,
+            openai_api_key=Secret(api_key) if api_key else None,
+            openai_base_url=base_url or None,
+            openai_models=openai_models,
+            openai_timeout_s=env.number("OPENAI_TIMEOUT_S", 60.0, minimum=0.1),
+            openai_max_retries=int(env.number("OPENAI_MAX_RETRIES", 2, minimum=0, integer=True)),
+            mock_token_delay_ms=int(env.number("MOCK_TOKEN_DELAY_MS", 0, minimum=0, integer=True)),
+            heartbeat_interval_s=env.number("HEARTBEAT_INTERVAL_S", 15.0, minimum=0.01),
+            stream_idle_timeout_s=env.number("STREAM_IDLE_TIMEOUT_S", 60.0, minimum=0.01),
+            stream_deadline_s=env.number("STREAM_DEADLINE_S", 300.0, minimum=0.01),
+            max_tokens_limit=int(env.number("MAX_TOKENS_LIMIT", 4096, minimum=1, integer=True)),
+            max_body_bytes=int(env.number("MAX_BODY_BYTES", 1_048_576, minimum=1024, integer=True)),
+            api_keys=tuple(Secret(key) for key in env.csv("API_KEYS")),
+            log_level=env.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),  # type: ignore[arg-type]
+            log_prompts=env.flag("LOG_PROMPTS", default=False),
+            host=env.text("HOST") or "127.0.0.1",
+            port=int(env.number("PORT", 8000, minimum=1, maximum=65535, integer=True)),
+        )
+
+
+class _Env:
+    """Typed accessors over a mapping, each failing with the variable's name and what was expected."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def text(self, name: str) -> str:
+        return self._environ.get(name, "").strip()
+
+    def csv(self, name: str) -> tuple[str, ...]:
+        return tuple(part.strip() for part in self.text(name).split(",") if part.strip())
+
+    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
+        value = self.text(name)
+        if not value:
+            return default
+        normalised = value.upper() if name == "LOG_LEVEL" else value.lower()
+        if normalised not in allowed:
+            raise SettingsError(f"{name}={value!r} is not one of: {', '.join(allowed)}")
+        return normalised
+
+    def flag(self, name: str, *, default: bool) -> bool:
+        value = self.text(name).lower()
+        if not value:
+            return default
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name}={value!r} is not a boolean (use true or false)")
+
+    def number(
+        self,
+        name: str,
+        default: float,
+        *,
+        minimum: float,
+        maximum: float | None = None,
+        integer: bool = False,
+    ) -> float:
+        raw = self.text(name)
+        if not raw:
+            return default
+        try:
+            value = int(raw) if integer else float(raw)
+        except ValueError:
+            kind = "an integer" if integer else "a number"
+            raise SettingsError(f"{name}={raw!r} is not {kind}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+            raise SettingsError(f"{name}={raw!r} must be {bounds}")
+        return value

@@ -1,0 +1,269 @@
+"""One generation, supervised: budgets, heartbeats, explicit cancel and exactly one `stream_end` log line.
+
+The provider runs in its own task feeding a small queue, so that waiting for the next token can time out
+(for a heartbeat, a budget or a cancel check) without cancelling the provider's iterator mid-step.
+Closing the event iterator (client gone, server shutting down) cancels that task, which closes the
+upstream request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Final
+
+from app.cancel import CancelRegistry
+from app.errors import ApiError, from_provider_error, internal_error
+from app.logs import log_event
+from providers.errors import ProviderError
+from providers.protocol import ChatRequest, Finish, Provider, TextDelta, Usage
+
+# An ASGI scope extension through which a host (the Lambda runtime) caps a stream's deadline.
+DEADLINE_SCOPE_EXTENSION: Final = "tokenrelay.deadline_epoch_s"
+
+_QUEUE_SIZE: Final = 64
+
+
+class Outcome(enum.StrEnum):
+    """How a stream ended, as logged in `stream_end`."""
+
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    ERROR = "error"
+    MAX_TOKENS = "max_tokens"
+    IDLE_TIMEOUT = "idle_timeout"
+    DEADLINE = "deadline"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamLimits:
+    """Budgets and pacing of one stream."""
+
+    max_tokens: int
+    idle_timeout_s: float
+    deadline_s: float
+    heartbeat_s: float
+    deadline_epoch_s: float | None = None
+
+
+class Heartbeat:
+    """Nothing to send for a while: keep the connection open."""
+
+    __slots__ = ()
+
+
+HEARTBEAT: Final = Heartbeat()
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """The generation finished (possibly cut short by the token budget)."""
+
+    finish_reason: str
+    usage: Usage | None
+    outcome: Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The stream ends without a complete answer."""
+
+    error: ApiError
+    outcome: Outcome
+
+
+SessionEvent = TextDelta | Heartbeat | Completed | Failed
+
+
+@dataclass(frozen=True, slots=True)
+class _PumpFailure:
+    error: BaseException
+
+
+class _Timer(enum.Enum):
+    HEARTBEAT = "heartbeat"
+    IDLE = "idle"
+    DEADLINE = "deadline"
+    CANCEL_CHECK = "cancel_check"
+
+
+_PROVIDER_ENDED: Final = object()
+
+
+class StreamSession:
+    """Runs one provider generation and turns it into session events under budgets."""
+
+    def __init__(
+        self,
+        *,
+        provider: Provider,
+        request: ChatRequest,
+        stream_id: str,
+        endpoint: str,
+        limits: StreamLimits,
+        cancels: CancelRegistry,
+    ) -> None:
+        self.provider = provider
+        self.request = request
+        self.stream_id = stream_id
+        self.endpoint = endpoint
+        self.limits = limits
+        self._cancels = cancels
+        self._queue: asyncio.Queue[object] = asyncio.Queue(_QUEUE_SIZE)
+        self.started_at = time.perf_counter()
+        self.first_token_at: float | None = None
+        self.ended_at: float | None = None
+        self.deltas = 0
+        self.usage: Usage | None = None
+
+    @property
+    def ttft_ms(self) -> float | None:
+        if self.first_token_at is None:
+            return None
+        return round((self.first_token_at - self.started_at) * 1000, 2)
+
+    @property
+    def duration_ms(self) -> float:
+        end = self.ended_at if self.ended_at is not None else time.perf_counter()
+        return round((end - self.started_at) * 1000, 2)
+
+    async def _pump(self) -> None:
+        items = self.provider.stream_chat(self.request)
+        try:
+            async for item in items:
+                await self._queue.put(item)
+            await self._queue.put(_PROVIDER_ENDED)
+        except ProviderError as exc:
+            await self._queue.put(_PumpFailure(exc))
+        except Exception as exc:  # a provider bug must end the stream cleanly, not hang it
+            await self._queue.put(_PumpFailure(exc))
+        finally:
+            aclose = getattr(items, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def events(self) -> AsyncGenerator[SessionEvent, None]:
+        """Yield deltas and heartbeats, then exactly one `Completed` or `Failed`, unless closed early."""
+        limits = self.limits
+        loop_clock = time.monotonic
+        now = loop_clock()
+        deadline_at = now + limits.deadline_s
+        if limits.deadline_epoch_s is not None:
+            deadline_at = min(deadline_at, now + (limits.deadline_epoch_s - time.time()))
+        poll_s = self._cancels.poll_interval_s
+        wake = {
+            _Timer.HEARTBEAT: now + limits.heartbeat_s,
+            _Timer.IDLE: now + limits.idle_timeout_s,
+            _Timer.DEADLINE: deadline_at,
+            _Timer.CANCEL_CHECK: now + poll_s,
+        }
+        outcome = Outcome.CANCELLED
+        await self._cancels.register(self.stream_id)
+        pump = asyncio.create_task(self._pump(), name=f"provider-{self.stream_id}")
+        try:
+            while True:
+                item = await self._next(wake)
+                now = loop_clock()
+                if now >= wake[_Timer.CANCEL_CHECK]:
+                    wake[_Timer.CANCEL_CHECK] = now + poll_s
+                    if await self._cancels.is_cancelled(self.stream_id):
+                        outcome = Outcome.CANCELLED
+                        yield Failed(_cancelled_error(), outcome)
+                        return
+                if isinstance(item, TextDelta):
+                    if self.deltas >= limits.max_tokens:
+                        # The provider went past max_tokens (or ignores it): the budget is ours to enforce.
+                        outcome = Outcome.MAX_TOKENS
+                        yield Completed("length", None, outcome)
+                        return
+                    if self.first_token_at is None:
+                        self.first_token_at = time.perf_counter()
+                    self.deltas += 1
+                    wake[_Timer.IDLE] = now + limits.idle_timeout_s
+                    wake[_Timer.HEARTBEAT] = now + limits.heartbeat_s
+                    yield item
+                elif isinstance(item, Finish):
+                    self.usage = item.usage
+                    outcome = Outcome.MAX_TOKENS if item.reason == "length" else Outcome.COMPLETED
+                    yield Completed(item.reason, item.usage, outcome)
+                    return
+                elif item is _PROVIDER_ENDED:
+                    outcome = Outcome.COMPLETED
+                    yield Completed("stop", None, outcome)
+                    return
+                elif isinstance(item, _PumpFailure):
+                    outcome = Outcome.ERROR
+                    yield Failed(self._translate(item.error), outcome)
+                    return
+                elif item is _Timer.HEARTBEAT:
+                    wake[_Timer.HEARTBEAT] = now + limits.heartbeat_s
+                    yield HEARTBEAT
+                elif item is _Timer.IDLE:
+                    outcome = Outcome.IDLE_TIMEOUT
+                    yield Failed(_budget_error(outcome, limits.idle_timeout_s), outcome)
+                    return
+                elif item is _Timer.DEADLINE:
+                    outcome = Outcome.DEADLINE
+                    yield Failed(_budget_error(outcome, limits.deadline_s), outcome)
+                    return
+        finally:
+            self.ended_at = time.perf_counter()
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+            await self._cancels.release(self.stream_id)
+            self._log_end(outcome)
+
+    async def _next(self, wake: dict[_Timer, float]) -> object:
+        if not self._queue.empty():  # the common case under load: no timer needed
+            return self._queue.get_nowait()
+        timer = min(wake, key=wake.__getitem__)
+        delay = wake[timer] - time.monotonic()
+        if delay <= 0:
+            return timer
+        try:
+            async with asyncio.timeout(delay):
+                return await self._queue.get()
+        except TimeoutError:
+            return timer
+
+    def _translate(self, exc: BaseException) -> ApiError:
+        if isinstance(exc, ProviderError):
+            return from_provider_error(exc)
+        log_event(
+            "provider_bug",
+            logging.ERROR,
+            stream_id=self.stream_id,
+            provider=self.provider.name,
+            exc_type=type(exc).__name__,
+        )
+        return internal_error()
+
+    def _log_end(self, outcome: Outcome) -> None:
+        usage = self.usage
+        log_event(
+            "stream_end",
+            outcome=outcome.value,
+            request_id=self.stream_id,
+            endpoint=self.endpoint,
+            provider=self.provider.name,
+            model=self.request.model,
+            ttft_ms=self.ttft_ms,
+            duration_ms=self.duration_ms,
+            completion_tokens=usage.completion_tokens if usage else self.deltas,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+        )
+
+
+def _cancelled_error() -> ApiError:
+    return ApiError(409, "stream cancelled by request", type="cancelled", code="cancelled")
+
+
+def _budget_error(outcome: Outcome, seconds: float) -> ApiError:
+    what = "no token arrived for" if outcome is Outcome.IDLE_TIMEOUT else "the stream ran longer than"
+    return ApiError(504, f"{what} {seconds:g}s", type="budget_exceeded", code=outcome.value)

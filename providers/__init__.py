@@ -1,0 +1,1 @@
+"""Model providers: a small protocol, a deterministic mock and the OpenAI SDK."""
