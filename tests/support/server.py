@@ -1,0 +1,61 @@
+"""A real uvicorn server on 127.0.0.1 in a background thread, for tests that need a network peer.
+
+The listening socket is bound before the server starts, so the port is known at once and early
+connections wait in the backlog: no polling or sleeping to find out when the server is up.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import uvicorn
+from litestar import Litestar
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    """Where a test server listens."""
+
+    host: str
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+
+@contextmanager
+def serve(app: Litestar, *, join_timeout_s: float = 10.0) -> Iterator[RunningServer]:
+    """Serve `app` with uvicorn on an ephemeral loopback port until the block exits."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(2048)
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=2,
+        backlog=2048,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn-test", daemon=True)
+    thread.start()
+    try:
+        yield RunningServer("127.0.0.1", port)
+    finally:
+        server.should_exit = True
+        thread.join(join_timeout_s)
+        sock.close()
+        if thread.is_alive():
+            raise RuntimeError("the test server did not stop in time")
