@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# A human-readable pace for the mock in `make run`; tests use 0.
+MOCK_TOKEN_DELAY_MS ?= 30
 STAMP := $(VENV)/.installed
 
 .PHONY: run test lint typecheck check bench clean
@@ -15,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	HOST=$(HOST) PORT=$(PORT) $(BIN)/python -m app
+	HOST=$(HOST) PORT=$(PORT) MOCK_TOKEN_DELAY_MS=$(MOCK_TOKEN_DELAY_MS) $(BIN)/python -m app
 
 test: $(STAMP)
 	$(BIN)/python -m ruff check .
