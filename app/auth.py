@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from litestar.connection import ASGIConnection
+from litestar.enums import ScopeType
 from litestar.handlers.base import BaseRouteHandler
 
 from app.errors import ApiError
@@ -52,7 +53,7 @@ class ApiKeyGuard:
         if not self._keys:
             return
         token = bearer_token(connection.headers.get("authorization"))
-        if token is None and connection.scope["type"] == "websocket":
+        if token is None and connection.scope["type"] == ScopeType.WEBSOCKET:
             # Browsers cannot set headers on a WebSocket handshake.
             token = connection.query_params.get("api_key")
         if token is None:

@@ -25,7 +25,7 @@ class ApiError(Exception):
         status_code: int,
         message: str,
         *,
-        type: str = "invalid_request_error",  # noqa: A002 - OpenAI's field name
+        type: str = "invalid_request_error",
         code: str | None = None,
         param: str | None = None,
         headers: dict[str, str] | None = None,
@@ -60,7 +60,9 @@ def from_provider_error(exc: ProviderError) -> ApiError:
         return ApiError(401, exc.message, type="authentication_error", code="upstream_authentication_failed")
     if isinstance(exc, ProviderRateLimitError):
         headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))} if exc.retry_after_s else None
-        return ApiError(429, exc.message, type="rate_limit_error", code="rate_limit_exceeded", headers=headers)
+        return ApiError(
+            429, exc.message, type="rate_limit_error", code="rate_limit_exceeded", headers=headers
+        )
     if isinstance(exc, ProviderModelNotFoundError):
         return ApiError(404, exc.message, code="model_not_found", param="model")
     if isinstance(exc, ProviderBadRequestError):

@@ -30,7 +30,12 @@ from app.routes import (
 from app.settings import Settings
 from providers.protocol import Provider
 
-_STATUS_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}
+_STATUS_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+}
 
 
 def build_provider(settings: Settings) -> Provider:

@@ -122,7 +122,11 @@ async def openai_stream(
             usage = usage_info(event.usage)
             if include_usage and usage is not None:
                 yield sse.event(
-                    _encode(ChatCompletionChunk(id=completion_id, created=created, model=model, choices=[], usage=usage))
+                    _encode(
+                        ChatCompletionChunk(
+                            id=completion_id, created=created, model=model, choices=[], usage=usage
+                        )
+                    )
                 )
             yield sse.OPENAI_DONE
             return

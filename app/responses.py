@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator, Iterable
 from typing import TYPE_CHECKING, Any
 
 from litestar import Response
+from litestar.response.base import ASGIResponse
 
 from app.sse import EVENT_STREAM_HEADERS
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from litestar.background_tasks import BackgroundTask, BackgroundTasks
     from litestar.connection import Request
     from litestar.datastructures import Cookie
-    from litestar.types import ASGIApp, Receive, Scope, Send, TypeEncodersMap
+    from litestar.types import Receive, Scope, Send, TypeEncodersMap
 
 
 class EventStreamResponse(Response[None]):
@@ -44,19 +45,22 @@ class EventStreamResponse(Response[None]):
         media_type: Any = None,
         status_code: int | None = None,
         type_encoders: TypeEncodersMap | None = None,
-    ) -> ASGIApp:
+    ) -> ASGIResponse:
         merged = {**(headers or {}), **self.headers}
-        raw_headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in merged.items()]
+        raw_headers = [
+            (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in merged.items()
+        ]
         raw_headers.extend(encoded_headers or ())
         return _EventStreamASGI(self.body, raw_headers)
 
 
-class _EventStreamASGI:
-    __slots__ = ("_body", "_headers")
+class _EventStreamASGI(ASGIResponse):
+    __slots__ = ("_body", "_raw_headers")
 
     def __init__(self, body: AsyncGenerator[bytes, None], headers: list[tuple[bytes, bytes]]) -> None:
+        super().__init__()
         self._body = body
-        self._headers = headers
+        self._raw_headers = headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         writer = asyncio.create_task(self._write(send))
@@ -75,7 +79,7 @@ class _EventStreamASGI:
     async def _write(self, send: Send) -> None:
         body = self._body
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": self._headers})
+            await send({"type": "http.response.start", "status": 200, "headers": self._raw_headers})
             async for chunk in body:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})

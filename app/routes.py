@@ -61,7 +61,7 @@ def open_session(
 ) -> StreamSession:
     """A session for one generation, with budgets from settings and from the host (Lambda deadline)."""
     settings = services.settings
-    extensions = request.scope.get("extensions") or {}
+    extensions: dict[str, Any] = request.scope.get("extensions") or {}
     deadline = extensions.get(DEADLINE_SCOPE_EXTENSION)
     limits = StreamLimits(
         max_tokens=chat.max_tokens or settings.max_tokens_limit,
@@ -131,7 +131,9 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
         raise first.error
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
-        frames = openai_stream(session, first, events, completion_id=completion_id, include_usage=include_usage)
+        frames = openai_stream(
+            session, first, events, completion_id=completion_id, include_usage=include_usage
+        )
         return EventStreamResponse(frames, headers=_stream_headers(session))
     return Response(await _complete(session, first, events, completion_id), headers=_stream_headers(session))
 
@@ -152,7 +154,9 @@ async def _complete(session: StreamSession, first: Any, events: Any, completion_
                     model=session.request.model,
                     choices=[
                         CompletionChoice(
-                            index=0, message=AssistantMessage(content="".join(parts)), finish_reason=event.finish_reason
+                            index=0,
+                            message=AssistantMessage(content="".join(parts)),
+                            finish_reason=event.finish_reason,
                         )
                     ],
                     usage=UsageInfo(
@@ -200,7 +204,9 @@ async def stream_get(request: Request[Any, Any, Any], state: State) -> EventStre
     params = request.query_params
     prompt = params.get("prompt")
     if not prompt:
-        raise invalid_request("the query parameter 'prompt' is required and must not be empty", param="prompt")
+        raise invalid_request(
+            "the query parameter 'prompt' is required and must not be empty", param="prompt"
+        )
     return await _native_response(
         services_of(state),
         request,
@@ -214,11 +220,15 @@ async def stream_get(request: Request[Any, Any, Any], state: State) -> EventStre
 @post("/v1/stream", status_code=200, tags=["stream"], summary="Stream an answer as named SSE events (fetch)")
 async def stream_post(request: Request[Any, Any, Any], state: State) -> EventStreamResponse:
     body = await decode_json_body(request, _stream_decoder)
-    return await _native_response(services_of(state), request, body.messages, body.model, body.max_tokens, body.mock)
+    return await _native_response(
+        services_of(state), request, body.messages, body.model, body.max_tokens, body.mock
+    )
 
 
 @post("/v1/streams/{stream_id:str}/cancel", status_code=202, tags=["stream"], summary="Stop a running stream")
 async def cancel_stream(stream_id: str, state: State) -> CancelAccepted:
     if not await services_of(state).cancels.request_cancel(stream_id):
-        raise ApiError(404, f"no running stream with id {stream_id!r}", code="stream_not_found", param="stream_id")
+        raise ApiError(
+            404, f"no running stream with id {stream_id!r}", code="stream_not_found", param="stream_id"
+        )
     return CancelAccepted(stream_id=stream_id)

@@ -1,6 +1,6 @@
 """Every wire shape of the HTTP API, as msgspec Structs.
 
-Requests forbid unknown fields (as OpenAI does) so that a typo is a 400 naming the field, not a silent default.
+Requests forbid unknown fields (as OpenAI does): a typo is a 400 naming the field, not a silent default.
 Event kinds are a tagged union whose tag is also the SSE `event:` name and the WebSocket `type`.
 """
 
@@ -110,7 +110,9 @@ class Timings(msgspec.Struct, frozen=True, kw_only=True):
     duration_ms: float
 
 
-class StartEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="start", omit_defaults=True):
+class StartEvent(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="start", omit_defaults=True
+):
     """Sent first: the stream id (for `POST /v1/streams/{id}/cancel`) and what will answer."""
 
     stream_id: str
@@ -120,7 +122,9 @@ class StartEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", ta
     id: str | None = None
 
 
-class DeltaEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="delta", omit_defaults=True):
+class DeltaEvent(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="delta", omit_defaults=True
+):
     """A piece of the answer."""
 
     text: str
@@ -137,7 +141,9 @@ class DoneEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag
     id: str | None = None
 
 
-class ErrorEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="error", omit_defaults=True):
+class ErrorEvent(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="error", omit_defaults=True
+):
     """The stream failed or was stopped; nothing follows."""
 
     error: ErrorDetail

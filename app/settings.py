@@ -71,13 +71,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         provider = env.choice("PROVIDER", ("mock", "openai"), "openai" if api_key else "mock")
         if provider == "openai" and not api_key:
             raise SettingsError(
-                "PROVIDER=openai needs OPENAI_API_KEY (any non-empty value for keyless OpenAI-compatible servers)"
+                "PROVIDER=openai needs OPENAI_API_KEY "
+                "(any non-empty value for OpenAI-compatible servers without keys)"
             )
         openai_models = env.csv("OPENAI_MODELS")
         fallback_model = "mock" if provider == "mock" else (openai_models or (DEFAULT_OPENAI_MODEL,))[0]
         default_model = env.text("DEFAULT_MODEL") or fallback_model
         if provider == "mock" and default_model != "mock":
-            raise SettingsError(f"DEFAULT_MODEL={default_model!r} is not served by the mock provider (use 'mock')")
+            raise SettingsError(
+                f"DEFAULT_MODEL={default_model!r} is not served by the mock provider (use 'mock')"
+            )
         if openai_models and default_model not in openai_models:
             raise SettingsError(f"DEFAULT_MODEL={default_model!r} is not one of OPENAI_MODELS")
         base_url = env.text("OPENAI_BASE_URL")

@@ -29,17 +29,62 @@ MOCK_MODEL = "mock"
 _TOKEN_PATTERN = re.compile(r"\n+|[ \t]*[^\s]{1,8}|[ \t]+")
 
 _TOPICS = (
-    "latency budgets", "backpressure", "event streams", "cold starts", "token pacing",
-    "cancellation", "heartbeats", "edge caches", "retry policies", "idle timeouts",
+    "latency budgets",
+    "backpressure",
+    "event streams",
+    "cold starts",
+    "token pacing",
+    "cancellation",
+    "heartbeats",
+    "edge caches",
+    "retry policies",
+    "idle timeouts",
 )
 _WORDS = (
-    "stream", "client", "server", "token", "buffer", "socket", "request", "answer", "model", "frame",
-    "budget", "signal", "proxy", "browser", "lambda", "deadline", "chunk", "event", "queue", "reader",
-    "writer", "header", "byte", "flush", "cancel", "upstream", "retry", "pause", "resume", "limit",
+    "stream",
+    "client",
+    "server",
+    "token",
+    "buffer",
+    "socket",
+    "request",
+    "answer",
+    "model",
+    "frame",
+    "budget",
+    "signal",
+    "proxy",
+    "browser",
+    "lambda",
+    "deadline",
+    "chunk",
+    "event",
+    "queue",
+    "reader",
+    "writer",
+    "header",
+    "byte",
+    "flush",
+    "cancel",
+    "upstream",
+    "retry",
+    "pause",
+    "resume",
+    "limit",
 )
 _VERBS = (
-    "carries", "delivers", "measures", "guards", "releases", "frames", "paces", "forwards",
-    "flushes", "bounds", "announces", "cancels",
+    "carries",
+    "delivers",
+    "measures",
+    "guards",
+    "releases",
+    "frames",
+    "paces",
+    "forwards",
+    "flushes",
+    "bounds",
+    "announces",
+    "cancels",
 )
 
 
@@ -127,9 +172,8 @@ class MockProvider:
             if fail_after is not None:
                 # Asked to fail after more deltas than the answer has: fail where `Finish` would be.
                 raise ProviderStreamError(f"mock failure injected after {fail_after} deltas")
-            reason = "length" if limit < len(tokens) else "stop"
             usage = Usage(prompt_tokens=count_prompt_tokens(request.messages), completion_tokens=limit)
-            yield Finish(reason=reason, usage=usage)
+            yield Finish(reason="length" if limit < len(tokens) else "stop", usage=usage)
         finally:
             self.active_streams -= 1
 
