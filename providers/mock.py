@@ -152,7 +152,10 @@ class MockProvider:
         delay_s = self._token_delay_s
         if directives is not None and directives.delay_ms is not None:
             delay_s = directives.delay_ms / 1000
-        tokens = tokenize(compose_answer(request))
+        answer = compose_answer(request)
+        if directives is not None and directives.repeat is not None:
+            answer = "\n\n".join([answer] * directives.repeat)
+        tokens = tokenize(answer)
         self.active_streams += 1
         try:
             if directives is not None and directives.stall_ms:

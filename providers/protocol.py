@@ -28,6 +28,8 @@ class MockDirectives(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     fail_after: Annotated[int, msgspec.Meta(ge=0)] | None = None
     error: MockFault | None = None
     stall_ms: NonNegativeMs | None = None
+    # Load tests and benchmarks need streams of thousands of tokens that stay deterministic.
+    repeat: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
 
 
 class ChatRequest(msgspec.Struct, frozen=True, kw_only=True):
