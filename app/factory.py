@@ -17,6 +17,7 @@ from app.auth import ApiKeyGuard
 from app.cancel import CancelRegistry, InMemoryCancelRegistry
 from app.errors import ApiError, internal_error
 from app.logs import log_event
+from app.page import index, static_asset
 from app.routes import (
     VERSION,
     Services,
@@ -28,6 +29,7 @@ from app.routes import (
     stream_post,
 )
 from app.settings import Settings
+from app.ws import stream_socket
 from providers.protocol import Provider
 
 _STATUS_TYPES = {
@@ -107,7 +109,8 @@ def create_app(
         guards=[ApiKeyGuard(settings.api_keys)],
     )
     return Litestar(
-        route_handlers=[healthz, api],
+        # The page is public; the WebSocket checks API keys itself (see app/ws.py for why not the guard).
+        route_handlers=[healthz, index, static_asset, stream_socket, api],
         state=State({"services": services}),
         lifespan=[lifespan],
         exception_handlers={

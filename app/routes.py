@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 
 from app.cancel import CancelRegistry
@@ -57,11 +58,14 @@ def services_of(state: State) -> Services:
 
 
 def open_session(
-    services: Services, request: Request[Any, Any, Any], chat: ChatRequest, endpoint: str
+    services: Services, connection: ASGIConnection[Any, Any, Any, Any], chat: ChatRequest, endpoint: str
 ) -> StreamSession:
-    """A session for one generation, with budgets from settings and from the host (Lambda deadline)."""
+    """A session for one generation, with budgets from settings and from the host (Lambda deadline).
+
+    `connection` is the HTTP request or the WebSocket the generation answers.
+    """
     settings = services.settings
-    extensions: dict[str, Any] = request.scope.get("extensions") or {}
+    extensions: dict[str, Any] = connection.scope.get("extensions") or {}
     deadline = extensions.get(DEADLINE_SCOPE_EXTENSION)
     limits = StreamLimits(
         max_tokens=chat.max_tokens or settings.max_tokens_limit,

@@ -1,0 +1,611 @@
+// tokenrelay's browser client: three transports feeding one renderer that appends each token to a single
+// text node. No dependencies, no build step; loaded as a module, so it runs in strict mode after parsing.
+
+// After a dropped connection: two more attempts, after these pauses. The server cannot resume a generation,
+// so a retry regenerates the answer; the text already on screen stays, and is kept as is when the new
+// answer starts with it (the mock provider is deterministic; a sampling model usually is not).
+const RETRY_DELAYS_MS = [500, 1500];
+
+const TRANSPORT_LABELS = {
+  fetch: "fetch + SSE parser",
+  eventsource: "EventSource",
+  websocket: "WebSocket",
+};
+
+const byId = (id) => document.getElementById(id);
+const ui = {
+  form: byId("chat"),
+  prompt: byId("prompt"),
+  transport: byId("transport"),
+  transportNote: byId("transport-note"),
+  send: byId("send"),
+  stop: byId("stop"),
+  apiKey: byId("api-key"),
+  model: byId("model"),
+  maxTokens: byId("max-tokens"),
+  mock: byId("mock"),
+  output: byId("output"),
+  status: byId("status"),
+  summary: byId("summary"),
+  ttft: byId("ttft"),
+  tokens: byId("tokens"),
+  rate: byId("rate"),
+};
+
+/** The connection broke before the answer was complete: worth another attempt. */
+class ConnectionLost extends Error {}
+
+/** The server refused or failed the request: another attempt would fail the same way. */
+class StreamFailed extends Error {}
+
+let current = null; // the Run whose answer the page shows
+let promptSeq = 0;
+
+function showStatus(state, text) {
+  ui.status.dataset.state = state;
+  ui.status.textContent = text;
+}
+
+function refreshControls() {
+  const running = current !== null && !current.ended;
+  ui.stop.disabled = !running;
+  ui.output.setAttribute("aria-busy", String(running));
+}
+
+function formatMs(ms) {
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(2)} s`;
+}
+
+function describeError(error) {
+  if (!error || typeof error !== "object") return "unknown error";
+  const code = error.code || error.type;
+  return code ? `${error.message} (${code})` : String(error.message);
+}
+
+function authHeaders(apiKey) {
+  return apiKey ? { Authorization: `Bearer ${apiKey}` } : {};
+}
+
+/** One prompt and its answer, across reconnect attempts, until done, error or stop. */
+class Run {
+  constructor(request, transport, apiKey) {
+    this.request = request; // the body of POST /v1/stream: {messages, model?, max_tokens?, mock?}
+    this.transport = transport;
+    this.apiKey = apiKey;
+    this.controller = new AbortController();
+    this.ended = false;
+    this.attempt = 0;
+    this.streamId = null; // from `start`, for POST /v1/streams/{id}/cancel
+    this.sentAt = performance.now();
+    this.firstTokenAt = null;
+    this.attemptFirstAt = null;
+    this.lastTokenAt = null;
+    this.tokens = 0; // deltas of the current attempt
+    this.shown = ""; // the text in #output
+    this.received = ""; // the text of the current attempt
+    this.replaying = false; // a retry is re-receiving text that is already shown
+    this.node = document.createTextNode("");
+    this.timer = null;
+  }
+
+  get signal() {
+    return this.controller.signal;
+  }
+
+  get live() {
+    return !this.ended && current === this;
+  }
+
+  async start() {
+    ui.output.replaceChildren(this.node);
+    ui.summary.textContent = "";
+    this.renderStats();
+    refreshControls();
+    this.status("connecting", `Connecting with ${TRANSPORT_LABELS[this.transport]}…`);
+    this.timer = setInterval(() => this.renderStats(), 100); // TTFT counts up until the first token
+    try {
+      await this.attempts();
+    } finally {
+      clearInterval(this.timer);
+    }
+  }
+
+  async attempts() {
+    for (;;) {
+      try {
+        await TRANSPORTS[this.transport](this);
+        if (!this.ended) throw new ConnectionLost("the stream ended before its last event");
+        return;
+      } catch (error) {
+        if (!this.live) return;
+        if (!(error instanceof ConnectionLost)) {
+          this.fail(error instanceof StreamFailed ? error.message : `Unexpected error: ${error}`);
+          return;
+        }
+        if (this.attempt >= RETRY_DELAYS_MS.length) {
+          this.fail(`Connection lost: ${error.message}. Gave up after ${this.attempt} retries; press Send to try again.`);
+          return;
+        }
+        const delay = RETRY_DELAYS_MS[this.attempt];
+        this.attempt += 1;
+        this.status(
+          "retrying",
+          `Connection lost after ${this.tokens} tokens (${error.message}). Retrying in ${delay / 1000} s ` +
+            `(attempt ${this.attempt} of ${RETRY_DELAYS_MS.length}): the answer is regenerated, and the text ` +
+            "already shown is kept.",
+        );
+        if (!(await pause(delay, this.signal)) || !this.live) return;
+        this.received = "";
+        this.replaying = this.shown.length > 0;
+        this.tokens = 0;
+        this.attemptFirstAt = null;
+        this.streamId = null;
+      }
+    }
+  }
+
+  /** Apply one server event; transports stop reading once `ended` is true. */
+  handle(type, data) {
+    if (!this.live) return;
+    if (type === "start") {
+      this.streamId = data.stream_id;
+      this.status(
+        "streaming",
+        this.attempt === 0
+          ? "Streaming…"
+          : `Reconnected (attempt ${this.attempt}); regenerating and skipping the text already shown…`,
+      );
+    } else if (type === "delta") {
+      this.delta(data.text);
+    } else if (type === "done") {
+      this.done(data);
+    } else if (type === "error") {
+      const where = this.tokens > 0 || this.shown ? `The stream failed after ${this.tokens} tokens` : "Error";
+      this.fail(`${where}: ${describeError(data.error)}`);
+    }
+  }
+
+  delta(text) {
+    const now = performance.now();
+    this.firstTokenAt ??= now;
+    this.attemptFirstAt ??= now;
+    this.lastTokenAt = now;
+    this.tokens += 1;
+    if (this.replaying) this.replay(text);
+    else this.append(text);
+    this.renderStats();
+  }
+
+  append(text) {
+    const output = ui.output;
+    const atBottom = output.scrollHeight - output.scrollTop - output.clientHeight < 24;
+    this.node.appendData(text);
+    this.shown += text;
+    if (atBottom) output.scrollTop = output.scrollHeight;
+  }
+
+  /** During a retry: skip what is already shown while the new answer matches it, then carry on appending. */
+  replay(text) {
+    const from = this.received.length;
+    this.received += text;
+    const shown = this.shown;
+    const overlap = shown.slice(from, from + text.length);
+    if (!text.startsWith(overlap)) {
+      this.diverged();
+      return;
+    }
+    if (this.received.length > shown.length) {
+      this.replaying = false;
+      this.append(text.slice(overlap.length));
+      this.status(
+        "streaming",
+        `Resumed after reconnecting: the regenerated answer matched the ${shown.length} characters ` +
+          "already shown, so only the rest is added.",
+      );
+    }
+  }
+
+  diverged() {
+    this.replaying = false;
+    this.node.data = this.received;
+    this.shown = this.received;
+    this.status("streaming", "Reconnected, but the regenerated answer differs from the interrupted one; showing the new one.");
+  }
+
+  done(data) {
+    if (this.replaying && this.received !== this.shown) this.diverged();
+    this.end();
+    const usage = data.usage;
+    const count = usage ? usage.completion_tokens : this.tokens;
+    const cut = data.outcome === "max_tokens" ? " (cut short by the token limit)" : "";
+    const retried = this.attempt ? ` after ${this.attempt} reconnect${this.attempt > 1 ? "s" : ""}` : "";
+    showStatus("done", `Done: ${count} tokens in ${formatMs(data.timings.duration_ms)}${retried}${cut}.`);
+    const parts = [`finish_reason: ${data.finish_reason}`];
+    if (data.timings.ttft_ms !== null) parts.push(`server time to first token: ${formatMs(data.timings.ttft_ms)}`);
+    parts.push(`server duration: ${formatMs(data.timings.duration_ms)}`);
+    if (usage) parts.push(`usage: ${usage.prompt_tokens} prompt + ${usage.completion_tokens} completion tokens`);
+    ui.summary.textContent = parts.join(" · ");
+  }
+
+  fail(message) {
+    this.end();
+    showStatus("error", message);
+  }
+
+  /** The Stop button, Escape, or a new prompt replacing this one. */
+  stop(reason) {
+    if (this.ended) return;
+    // The cancel endpoint first: on Lambda a closed connection is never reported to the function.
+    if (this.streamId && this.transport !== "websocket") requestCancel(this.streamId, this.apiKey);
+    this.controller.abort(); // the WebSocket transport sends its `cancel` message on abort
+    this.end();
+    if (reason === "stop") showStatus("stopped", `Stopped after ${this.tokens} tokens.`);
+  }
+
+  end() {
+    this.ended = true;
+    clearInterval(this.timer);
+    this.renderStats();
+    refreshControls();
+  }
+
+  status(state, text) {
+    if (this.live) showStatus(state, text);
+  }
+
+  renderStats() {
+    if (current !== this) return;
+    if (this.firstTokenAt !== null) {
+      ui.ttft.textContent = formatMs(this.firstTokenAt - this.sentAt);
+    } else {
+      ui.ttft.textContent = this.ended ? "–" : `${((performance.now() - this.sentAt) / 1000).toFixed(1)} s…`;
+    }
+    ui.tokens.textContent = String(this.tokens);
+    const span = this.lastTokenAt !== null && this.attemptFirstAt !== null ? this.lastTokenAt - this.attemptFirstAt : 0;
+    ui.rate.textContent = this.tokens > 1 && span > 0 ? `${((this.tokens - 1) / (span / 1000)).toFixed(1)} tokens/s` : "–";
+  }
+}
+
+/** Resolve true after `ms`, or false as soon as `signal` aborts. */
+function pause(ms, signal) {
+  return new Promise((resolve) => {
+    if (signal.aborted) {
+      resolve(false);
+      return;
+    }
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(true);
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+function requestCancel(streamId, apiKey) {
+  fetch(`/v1/streams/${encodeURIComponent(streamId)}/cancel`, {
+    method: "POST",
+    headers: authHeaders(apiKey),
+    keepalive: true,
+  }).catch(() => {}); // best effort: a 404 or a network error means the stream is gone anyway
+}
+
+async function httpError(response) {
+  let detail = null;
+  try {
+    detail = (await response.json()).error ?? null;
+  } catch {
+    // not a JSON body (a proxy's error page, say)
+  }
+  const message = detail ? describeError(detail) : response.statusText || "no details";
+  const retryAfter = response.headers.get("Retry-After");
+  const hint = retryAfter ? ` Retry after ${retryAfter} s.` : "";
+  return new StreamFailed(`The server answered HTTP ${response.status}: ${message}.${hint}`);
+}
+
+/** An incremental `text/event-stream` parser (WHATWG rules): feed it decoded text as it arrives. */
+class SseParser {
+  constructor(onEvent) {
+    this.onEvent = onEvent;
+    this.buffer = "";
+    this.type = "";
+    this.data = [];
+  }
+
+  push(text) {
+    this.buffer += text;
+    // A chunk can end between the "\r" and "\n" of one line break; keep the "\r" until we know.
+    const held = this.buffer.endsWith("\r");
+    const lines = (held ? this.buffer.slice(0, -1) : this.buffer).split(/\r\n|\r|\n/);
+    this.buffer = lines.pop() + (held ? "\r" : "");
+    for (const line of lines) this.line(line);
+  }
+
+  line(line) {
+    if (line === "") {
+      if (this.data.length) this.onEvent(this.type || "message", this.data.join("\n"));
+      this.type = "";
+      this.data = [];
+      return;
+    }
+    if (line.startsWith(":")) return; // a comment: the server's `: ping` heartbeat
+    const colon = line.indexOf(":");
+    const field = colon === -1 ? line : line.slice(0, colon);
+    let value = colon === -1 ? "" : line.slice(colon + 1);
+    if (value.startsWith(" ")) value = value.slice(1);
+    if (field === "event") this.type = value;
+    else if (field === "data") this.data.push(value);
+  }
+}
+
+async function viaFetch(run) {
+  let response;
+  try {
+    response = await fetch("/v1/stream", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "text/event-stream", ...authHeaders(run.apiKey) },
+      body: JSON.stringify(run.request),
+      signal: run.signal,
+      cache: "no-store",
+    });
+  } catch (error) {
+    if (run.signal.aborted) return;
+    throw new ConnectionLost("could not reach the server");
+  }
+  if (!response.ok) throw await httpError(response);
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  const parser = new SseParser((type, data) => run.handle(type, JSON.parse(data)));
+  try {
+    while (!run.ended) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      parser.push(value);
+    }
+  } catch (error) {
+    if (run.signal.aborted) return;
+    throw new ConnectionLost("the connection dropped");
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+  if (!run.ended) throw new ConnectionLost("the stream ended before its last event");
+}
+
+function viaEventSource(run) {
+  const url = new URL("/v1/stream", window.location.href);
+  const { messages, model, max_tokens: maxTokens, mock } = run.request;
+  url.searchParams.set("prompt", messages[messages.length - 1].content);
+  if (model) url.searchParams.set("model", model);
+  if (maxTokens) url.searchParams.set("max_tokens", String(maxTokens));
+  if (mock) url.searchParams.set("mock", JSON.stringify(mock));
+  return new Promise((resolve, reject) => {
+    const source = new EventSource(url);
+    let opened = false;
+    const settle = (outcome) => {
+      source.close();
+      run.signal.removeEventListener("abort", onAbort);
+      outcome();
+    };
+    const onAbort = () => settle(resolve);
+    run.signal.addEventListener("abort", onAbort, { once: true });
+    source.addEventListener("open", () => {
+      opened = true;
+    });
+    const relay = (event) => {
+      run.handle(event.type, JSON.parse(event.data));
+      if (run.ended) settle(resolve);
+    };
+    for (const name of ["start", "delta", "done"]) source.addEventListener(name, relay);
+    source.addEventListener("error", (event) => {
+      // The server's `event: error` and the browser's own connection errors share one name; only the
+      // server's carries data.
+      if (event instanceof MessageEvent && typeof event.data === "string") {
+        relay(event);
+        return;
+      }
+      // Never let EventSource reconnect by itself: the server cannot resume from Last-Event-ID, so every
+      // automatic reconnect would silently start the whole answer again, for as long as the network is bad.
+      settle(() => {
+        if (run.signal.aborted) resolve();
+        else if (opened) reject(new ConnectionLost("the event stream dropped"));
+        else reject(new StreamFailed(refusedEventSourceMessage(run.apiKey)));
+      });
+    });
+  });
+}
+
+function refusedEventSourceMessage(apiKey) {
+  const why = apiKey
+    ? "EventSource cannot send the API key (it cannot set headers), so a server with API_KEYS refuses it"
+    : "EventSource does not expose the HTTP status or message";
+  return `The server refused the stream or could not be reached. ${why}; the fetch transport shows the reason.`;
+}
+
+/** One WebSocket to /v1/ws shared by successive prompts; answers are routed by prompt id. */
+class SocketConnection {
+  constructor(apiKey) {
+    const url = new URL("/v1/ws", window.location.href);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    if (apiKey) url.searchParams.set("api_key", apiKey);
+    this.apiKey = apiKey;
+    this.listeners = new Map();
+    this.lastError = null; // an error not tied to a prompt, e.g. why the server is about to close
+    this.socket = new WebSocket(url);
+    this.opened = new Promise((resolve, reject) => {
+      this.socket.addEventListener("open", () => resolve(), { once: true });
+      this.socket.addEventListener("close", (event) => reject(event), { once: true });
+    });
+    this.opened.catch(() => {}); // a failed open is reported to whoever awaits it
+    this.socket.addEventListener("message", (event) => this.dispatch(event.data));
+    this.socket.addEventListener("close", (event) => {
+      const listeners = [...this.listeners.values()];
+      this.listeners.clear();
+      for (const listener of listeners) listener.closed(event);
+    });
+  }
+
+  get usable() {
+    return this.socket.readyState === WebSocket.CONNECTING || this.socket.readyState === WebSocket.OPEN;
+  }
+
+  dispatch(raw) {
+    let message;
+    try {
+      message = JSON.parse(raw);
+    } catch {
+      return;
+    }
+    const listener = this.listeners.get(message.id);
+    if (listener) listener.message(message);
+    else if (message.id === undefined && message.type === "error") this.lastError = message.error;
+  }
+
+  send(message) {
+    if (this.socket.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(message));
+  }
+
+  close() {
+    this.socket.close(1000, "client done");
+  }
+}
+
+let sharedSocket = null;
+
+function socketFor(apiKey) {
+  if (sharedSocket && sharedSocket.apiKey === apiKey && sharedSocket.usable) return sharedSocket;
+  sharedSocket?.close();
+  sharedSocket = new SocketConnection(apiKey);
+  return sharedSocket;
+}
+
+function socketCloseError(event, connection, run, beforeOpen) {
+  if (event.code === 4401) {
+    const reason = connection.lastError ? connection.lastError.message : event.reason;
+    return new StreamFailed(`The server refused the WebSocket: ${reason} (check the API key).`);
+  }
+  if (beforeOpen && run.attempt === 0) {
+    return new StreamFailed(
+      "Could not open a WebSocket to /v1/ws. WebSockets need an ASGI server (local, containers); " +
+        "Lambda function URLs do not carry them, so use fetch or EventSource there.",
+    );
+  }
+  return new ConnectionLost(`the WebSocket closed${event.code ? ` (code ${event.code})` : ""}`);
+}
+
+async function viaWebSocket(run) {
+  const connection = socketFor(run.apiKey);
+  try {
+    await connection.opened;
+  } catch (event) {
+    if (run.signal.aborted) return;
+    throw socketCloseError(event, connection, run, true);
+  }
+  if (run.signal.aborted) return;
+  promptSeq += 1;
+  const id = `prompt-${promptSeq}`;
+  await new Promise((resolve, reject) => {
+    const settle = (outcome) => {
+      connection.listeners.delete(id);
+      run.signal.removeEventListener("abort", onAbort);
+      outcome();
+    };
+    const onAbort = () => {
+      connection.send({ type: "cancel", id });
+      settle(resolve);
+    };
+    run.signal.addEventListener("abort", onAbort, { once: true });
+    connection.listeners.set(id, {
+      message(message) {
+        run.handle(message.type, message);
+        if (run.ended) settle(resolve);
+      },
+      closed(event) {
+        settle(() => reject(socketCloseError(event, connection, run, false)));
+      },
+    });
+    connection.send({ type: "prompt", id, ...run.request });
+  });
+}
+
+const TRANSPORTS = { fetch: viaFetch, eventsource: viaEventSource, websocket: viaWebSocket };
+
+function buildRequest(text) {
+  const request = { messages: [{ role: "user", content: text }] };
+  const model = ui.model.value.trim();
+  if (model) request.model = model;
+  const maxTokens = ui.maxTokens.value.trim();
+  if (maxTokens) {
+    const value = Number(maxTokens);
+    if (!Number.isInteger(value) || value < 1) throw new Error("Max tokens must be a whole number, 1 or more.");
+    request.max_tokens = value;
+  }
+  const mock = ui.mock.value.trim();
+  if (mock) {
+    let directives;
+    try {
+      directives = JSON.parse(mock);
+    } catch (error) {
+      throw new Error(`Mock directives are not valid JSON: ${error.message}`);
+    }
+    if (directives === null || typeof directives !== "object" || Array.isArray(directives)) {
+      throw new Error('Mock directives must be a JSON object, like {"delay_ms": 40}.');
+    }
+    request.mock = directives;
+  }
+  return request;
+}
+
+function submit() {
+  const text = ui.prompt.value.trim();
+  if (!text) {
+    if (!current || current.ended) showStatus("error", "Type a prompt first.");
+    ui.prompt.focus();
+    return;
+  }
+  let request;
+  try {
+    request = buildRequest(text);
+  } catch (error) {
+    if (!current || current.ended) showStatus("error", error.message);
+    return;
+  }
+  current?.stop("superseded");
+  const run = new Run(request, ui.transport.value, ui.apiKey.value.trim());
+  current = run;
+  run.start();
+}
+
+function updateTransportNote() {
+  const transport = ui.transport.value;
+  let note = "";
+  if (transport === "eventsource" && ui.apiKey.value.trim()) {
+    note =
+      "EventSource cannot send headers, so the API key is not sent: a server with API_KEYS will refuse this " +
+      "transport. Use fetch or WebSocket.";
+  } else if (transport === "websocket") {
+    note = "WebSockets need an ASGI server (local, containers); Lambda function URLs do not support them.";
+  }
+  ui.transportNote.textContent = note;
+  ui.transportNote.hidden = !note;
+}
+
+ui.form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  submit();
+});
+ui.prompt.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+    event.preventDefault();
+    ui.form.requestSubmit();
+  }
+});
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && current && !current.ended) current.stop("stop");
+});
+ui.stop.addEventListener("click", () => current?.stop("stop"));
+ui.transport.addEventListener("change", updateTransportNote);
+ui.apiKey.addEventListener("input", updateTransportNote);
+updateTransportNote();
+refreshControls();

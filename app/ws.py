@@ -1,0 +1,279 @@
+"""`WS /v1/ws`: many prompts over one WebSocket, each a supervised `StreamSession`.
+
+The server answers with the same event Structs as `/v1/stream` (`start`, `delta`, `done`, `error`), each
+carrying the `id` the client chose for its prompt. WebSockets need a long-lived ASGI server (local,
+containers): Lambda function URLs do not carry them, so there the page uses its SSE transports.
+
+Auth is done here rather than by `ApiKeyGuard`: a guard runs before the handshake completes, so it could
+neither accept a key sent in the first message nor tell the browser why it refused (a browser sees a refused
+handshake only as close code 1006).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Annotated, Any, Final
+
+import msgspec
+from litestar import WebSocket, websocket
+from litestar.datastructures import State
+from litestar.exceptions import WebSocketDisconnect
+
+from app.auth import bearer_token, key_matches, unauthorized
+from app.errors import ApiError, from_validation_error, invalid_request
+from app.framing import done_event, start_event
+from app.logs import log_event
+from app.requests import build_chat_request
+from app.routes import Services, open_session, services_of
+from app.schemas import DeltaEvent, ErrorEvent, Messages, ModelId, PositiveInt, StreamEvent
+from app.streaming import Completed, Failed, StreamSession
+from providers.protocol import MockDirectives, TextDelta
+
+# 4000 + the HTTP status, the convention Litestar itself uses for application close codes.
+CLOSE_UNAUTHORIZED: Final = 4401
+AUTH_TIMEOUT_S: Final = 10.0
+MAX_IN_FLIGHT: Final = 16
+
+PromptId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
+class PromptMessage(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="prompt", forbid_unknown_fields=True
+):
+    """Client → server: start a generation; every event answering it carries `id`."""
+
+    id: PromptId
+    messages: Messages
+    model: ModelId | None = None
+    max_tokens: PositiveInt | None = None
+    mock: MockDirectives | None = None
+
+
+class CancelMessage(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="cancel", forbid_unknown_fields=True
+):
+    """Client → server: stop the generation with this `id`."""
+
+    id: PromptId
+
+
+class AuthMessage(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="auth", forbid_unknown_fields=True
+):
+    """Client → server, first message: the API key, for clients that cannot put it in the URL."""
+
+    api_key: str
+
+
+ClientMessage = PromptMessage | CancelMessage | AuthMessage
+
+
+class _AnyId(msgspec.Struct):
+    id: Any = None
+
+
+_message_decoder: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)
+_decode_message = _message_decoder.decode
+_decode_id = msgspec.json.Decoder(_AnyId).decode
+_encode = msgspec.json.Encoder().encode
+
+
+def decode_client_message(raw: str | bytes) -> ClientMessage:
+    """Decode one client message, or raise `ApiError` naming the field at fault."""
+    try:
+        return _decode_message(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise from_validation_error(exc) from None
+    except RecursionError:
+        raise invalid_request("the message is nested too deeply", code="invalid_json") from None
+
+
+def prompt_id_of(raw: str | bytes) -> str | None:
+    """The `id` of a message that failed validation, if it has a usable one, to address the error to."""
+    try:
+        candidate = _decode_id(raw).id
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        return None
+    return candidate if isinstance(candidate, str) and candidate else None
+
+
+class _Unauthorized(Exception):
+    """Raised when a socket offers no valid API key; the socket is closed with `CLOSE_UNAUTHORIZED`."""
+
+
+class _SocketSession:
+    """One WebSocket: reads client messages in order and runs each prompt in its own task."""
+
+    def __init__(self, socket: WebSocket[Any, Any, Any], services: Services) -> None:
+        self._socket = socket
+        self._services = services
+        self._send_lock = asyncio.Lock()
+        self._prompts: dict[str, asyncio.Task[None]] = {}
+
+    async def run(self) -> None:
+        await self._socket.accept()
+        try:
+            await self._authenticate()
+            while (raw := await self._receive()) is not None:
+                await self._handle(raw)
+        except _Unauthorized as exc:
+            reason = str(exc)
+            log_event("ws_unauthorized", logging.WARNING, reason=reason)
+            with contextlib.suppress(WebSocketDisconnect, OSError):
+                await self._send(ErrorEvent(error=unauthorized(reason).detail))
+                await self._socket.close(code=CLOSE_UNAUTHORIZED, reason=reason)
+        finally:
+            await self._cancel_all()
+
+    async def _receive(self) -> str | bytes | None:
+        """The next message's payload, or None once the client has gone."""
+        message = await self._socket.receive()
+        if message["type"] != "websocket.receive":
+            return None
+        text: str | None = message.get("text")
+        return text if text is not None else message.get("bytes") or b""
+
+    async def _authenticate(self) -> None:
+        keys = self._services.settings.api_keys
+        if not keys:
+            return
+        offered = bearer_token(self._socket.headers.get("authorization"))
+        if offered is None:
+            offered = self._socket.query_params.get("api_key")
+        if offered is None:
+            try:
+                async with asyncio.timeout(AUTH_TIMEOUT_S):
+                    raw = await self._receive()
+            except TimeoutError:
+                raise _Unauthorized(f"no API key within {AUTH_TIMEOUT_S:g}s") from None
+            if raw is None:
+                raise _Unauthorized("closed before authenticating")
+            first: ClientMessage | None
+            try:
+                first = decode_client_message(raw)
+            except ApiError:
+                first = None
+            if not isinstance(first, AuthMessage):
+                raise _Unauthorized('missing API key: use ?api_key= or send {"type":"auth"} first')
+            offered = first.api_key
+        if not key_matches(offered, keys):
+            raise _Unauthorized("invalid API key")
+
+    async def _handle(self, raw: str | bytes) -> None:
+        if len(raw) > self._services.settings.max_body_bytes:
+            error = ApiError(413, "the message is larger than MAX_BODY_BYTES", code="request_too_large")
+            await self._send_error(error, prompt_id_of(raw))
+            return
+        try:
+            message = decode_client_message(raw)
+        except ApiError as exc:
+            await self._send_error(exc, prompt_id_of(raw))
+            return
+        if isinstance(message, PromptMessage):
+            await self._start(message)
+        elif isinstance(message, CancelMessage):
+            await self._cancel(message.id)
+        else:
+            keys = self._services.settings.api_keys
+            if keys and not key_matches(message.api_key, keys):
+                raise _Unauthorized("invalid API key")
+
+    async def _start(self, message: PromptMessage) -> None:
+        prompt_id = message.id
+        running = self._prompts.get(prompt_id)
+        if running is not None and not running.done():
+            error = invalid_request(
+                f"a prompt with id {prompt_id!r} is still running", param="id", code="duplicate_id"
+            )
+            await self._send_error(error, prompt_id)
+            return
+        if sum(not task.done() for task in self._prompts.values()) >= MAX_IN_FLIGHT:
+            error = ApiError(
+                429,
+                f"at most {MAX_IN_FLIGHT} prompts may run at once on one socket",
+                type="rate_limit_error",
+                code="too_many_streams",
+            )
+            await self._send_error(error, prompt_id)
+            return
+        services = self._services
+        try:
+            chat = build_chat_request(
+                settings=services.settings,
+                provider=services.provider,
+                messages=message.messages,
+                model=message.model,
+                max_tokens=message.max_tokens,
+                mock=message.mock,
+            )
+        except ApiError as exc:
+            await self._send_error(exc, prompt_id)
+            return
+        session = open_session(services, self._socket, chat, "ws")
+        self._prompts[prompt_id] = asyncio.create_task(
+            self._stream(prompt_id, session), name=f"ws-{session.stream_id}"
+        )
+
+    async def _stream(self, prompt_id: str, session: StreamSession) -> None:
+        """Relay one session's events; cancelling this task closes the session, which cancels the provider."""
+        try:
+            async with contextlib.aclosing(session.events()) as events:
+                event = await anext(events)
+                if not isinstance(event, Failed):
+                    # As on `/v1/stream`, a failure before the first token comes without a `start`.
+                    await self._send(msgspec.structs.replace(start_event(session), id=prompt_id))
+                while True:
+                    if isinstance(event, TextDelta):
+                        await self._send(DeltaEvent(text=event.text, id=prompt_id))
+                    elif isinstance(event, Completed):
+                        await self._send(msgspec.structs.replace(done_event(session, event), id=prompt_id))
+                        return
+                    elif isinstance(event, Failed):
+                        await self._send(ErrorEvent(error=event.error.detail, id=prompt_id))
+                        return
+                    # Heartbeats are not relayed: the WebSocket server pings the client on its own.
+                    event = await anext(events)
+        except (WebSocketDisconnect, OSError):
+            return  # the client is gone; the receive loop notices and cancels the other prompts
+        finally:
+            if self._prompts.get(prompt_id) is asyncio.current_task():
+                del self._prompts[prompt_id]
+
+    async def _cancel(self, prompt_id: str) -> None:
+        task = self._prompts.get(prompt_id)
+        if task is None or task.done():
+            error = ApiError(
+                404, f"no running prompt with id {prompt_id!r}", code="stream_not_found", param="id"
+            )
+            await self._send_error(error, prompt_id)
+            return
+        task.cancel()
+        # Wait until the session has closed (provider cancelled, `stream_end` logged), so no delta for this
+        # id can follow the `cancelled` error.
+        await asyncio.wait((task,))
+        error = ApiError(409, "stream cancelled by request", type="cancelled", code="cancelled")
+        await self._send_error(error, prompt_id)
+
+    async def _cancel_all(self) -> None:
+        tasks = [task for task in self._prompts.values() if not task.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        self._prompts.clear()
+
+    async def _send_error(self, error: ApiError, prompt_id: str | None) -> None:
+        await self._send(ErrorEvent(error=error.detail, id=prompt_id))
+
+    async def _send(self, event: StreamEvent) -> None:
+        # One writer at a time: prompts run concurrently, and a frame must not interleave with another.
+        async with self._send_lock:
+            await self._socket.send_text(_encode(event).decode())
+
+
+@websocket("/v1/ws", name="stream_socket")
+async def stream_socket(socket: WebSocket[Any, Any, Any], state: State) -> None:
+    """`WS /v1/ws`: prompts and cancels in, `start`/`delta`/`done`/`error` out, matched by `id`."""
+    await _SocketSession(socket, services_of(state)).run()
