@@ -6,7 +6,7 @@ These are pure translations; ordering, budgets and errors were decided by the se
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 
 import msgspec
 
@@ -59,9 +59,13 @@ def done_event(session: StreamSession, completed: Completed) -> DoneEvent:
 
 
 async def native_stream(
-    session: StreamSession, first: SessionEvent, rest: AsyncIterator[SessionEvent]
+    session: StreamSession, first: SessionEvent, rest: AsyncGenerator[SessionEvent, None]
 ) -> AsyncGenerator[bytes, None]:
-    """`/v1/stream`: named events `start`, `delta`..., then `done` or `error`; every event has an id."""
+    """`/v1/stream`: named events `start`, `delta`..., then `done` or `error`; every event has an id.
+
+    The frames own `rest`: however they end (finished, failed, or closed by a departing client), the
+    session is closed before they are.
+    """
     sequence = 0
 
     def frame(name: str, payload: msgspec.Struct) -> bytes:
@@ -69,26 +73,30 @@ async def native_stream(
         sequence += 1
         return sse.event(_encode(payload), name=name, event_id=str(sequence))
 
-    yield frame("start", start_event(session))
-    event: SessionEvent | None = first
-    while event is not None:
-        if isinstance(event, TextDelta):
-            yield frame("delta", DeltaEvent(text=event.text))
-        elif isinstance(event, Heartbeat):
-            yield sse.HEARTBEAT
-        elif isinstance(event, Completed):
-            yield frame("done", done_event(session, event))
-            return
-        elif isinstance(event, Failed):
-            yield frame("error", ErrorEvent(error=event.error.detail))
-            return
-        event = await anext(rest, None)
+    try:
+        yield frame("start", start_event(session))
+        event: SessionEvent | None = first
+        while event is not None:
+            if isinstance(event, TextDelta):
+                yield frame("delta", DeltaEvent(text=event.text))
+            elif isinstance(event, Heartbeat):
+                yield sse.HEARTBEAT
+            elif isinstance(event, Completed):
+                yield frame("done", done_event(session, event))
+                return
+            elif isinstance(event, Failed):
+                yield frame("error", ErrorEvent(error=event.error.detail))
+                return
+            event = await anext(rest, None)
+    finally:
+        # Ends the session (provider task, `stream_end` log) now, not whenever the GC finalises it.
+        await rest.aclose()
 
 
 async def openai_stream(
     session: StreamSession,
     first: SessionEvent,
-    rest: AsyncIterator[SessionEvent],
+    rest: AsyncGenerator[SessionEvent, None],
     *,
     completion_id: str,
     include_usage: bool,
@@ -110,27 +118,30 @@ async def openai_stream(
         )
         return sse.event(_encode(body))
 
-    yield chunk(ChunkDelta(role="assistant", content=""))
-    event: SessionEvent | None = first
-    while event is not None:
-        if isinstance(event, TextDelta):
-            yield chunk(ChunkDelta(content=event.text))
-        elif isinstance(event, Heartbeat):
-            yield sse.HEARTBEAT
-        elif isinstance(event, Completed):
-            yield chunk(ChunkDelta(), event.finish_reason)
-            usage = usage_info(event.usage)
-            if include_usage and usage is not None:
-                yield sse.event(
-                    _encode(
-                        ChatCompletionChunk(
-                            id=completion_id, created=created, model=model, choices=[], usage=usage
+    try:
+        yield chunk(ChunkDelta(role="assistant", content=""))
+        event: SessionEvent | None = first
+        while event is not None:
+            if isinstance(event, TextDelta):
+                yield chunk(ChunkDelta(content=event.text))
+            elif isinstance(event, Heartbeat):
+                yield sse.HEARTBEAT
+            elif isinstance(event, Completed):
+                yield chunk(ChunkDelta(), event.finish_reason)
+                usage = usage_info(event.usage)
+                if include_usage and usage is not None:
+                    yield sse.event(
+                        _encode(
+                            ChatCompletionChunk(
+                                id=completion_id, created=created, model=model, choices=[], usage=usage
+                            )
                         )
                     )
-                )
-            yield sse.OPENAI_DONE
-            return
-        elif isinstance(event, Failed):
-            yield sse.event(_encode(ErrorBody(error=event.error.detail)))
-            return
-        event = await anext(rest, None)
+                yield sse.OPENAI_DONE
+                return
+            elif isinstance(event, Failed):
+                yield sse.event(_encode(ErrorBody(error=event.error.detail)))
+                return
+            event = await anext(rest, None)
+    finally:
+        await rest.aclose()
