@@ -13,6 +13,7 @@ import contextlib
 import enum
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Final
@@ -95,6 +96,58 @@ class _Timer(enum.Enum):
 _PROVIDER_ENDED: Final = object()
 
 
+class _Channel:
+    """A bounded single-producer, single-consumer buffer from the provider task to the session.
+
+    Tokens are the hot path: `asyncio.Queue` with an `asyncio.timeout` around each wait cost a timer
+    handle, a future and a context manager per token. Here a side only makes a future when it must wait,
+    and the session's timers live in one lazily re-armed alarm instead of one timer per wait.
+    """
+
+    __slots__ = ("_getter", "_items", "_limit", "_putter")
+
+    def __init__(self, limit: int) -> None:
+        self._items: deque[object] = deque()
+        self._limit = limit
+        self._getter: asyncio.Future[None] | None = None
+        self._putter: asyncio.Future[None] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def pop(self) -> object:
+        item = self._items.popleft()
+        putter = self._putter
+        if putter is not None and not putter.done():
+            putter.set_result(None)
+        return item
+
+    def offer(self, item: object) -> bool:
+        """Add an item unless the buffer is full; no coroutine, so no allocation beyond the item."""
+        if len(self._items) >= self._limit:
+            return False
+        self._items.append(item)
+        getter = self._getter
+        if getter is not None and not getter.done():
+            getter.set_result(None)
+        return True
+
+    async def put(self, item: object) -> None:
+        while not self.offer(item):
+            self._putter = asyncio.get_running_loop().create_future()
+            await self._putter
+
+    def waiter(self) -> asyncio.Future[None]:
+        """A future done when an item arrives or `wake` is called (by the session's alarm)."""
+        self._getter = getter = asyncio.get_running_loop().create_future()
+        return getter
+
+    def wake(self) -> None:
+        getter = self._getter
+        if getter is not None and not getter.done():
+            getter.set_result(None)
+
+
 class StreamSession:
     """Runs one provider generation and turns it into session events under budgets."""
 
@@ -114,7 +167,7 @@ class StreamSession:
         self.endpoint = endpoint
         self.limits = limits
         self._cancels = cancels
-        self._queue: asyncio.Queue[object] = asyncio.Queue(_QUEUE_SIZE)
+        self._queue = _Channel(_QUEUE_SIZE)
         self.started_at = time.perf_counter()
         self.first_token_at: float | None = None
         self.ended_at: float | None = None
@@ -135,8 +188,10 @@ class StreamSession:
     async def _pump(self) -> None:
         items = self.provider.stream_chat(self.request)
         try:
+            queue = self._queue
             async for item in items:
-                await self._queue.put(item)
+                if not queue.offer(item):
+                    await queue.put(item)
             await self._queue.put(_PROVIDER_ENDED)
         except ProviderError as exc:
             await self._queue.put(_PumpFailure(exc))
@@ -150,33 +205,59 @@ class StreamSession:
     async def events(self) -> AsyncGenerator[SessionEvent, None]:
         """Yield deltas and heartbeats, then exactly one `Completed` or `Failed`, unless closed early."""
         limits = self.limits
+        queue = self._queue
+        loop = asyncio.get_running_loop()
         loop_clock = time.monotonic
         now = loop_clock()
         deadline_at = now + limits.deadline_s
         if limits.deadline_epoch_s is not None:
             deadline_at = min(deadline_at, now + (limits.deadline_epoch_s - time.time()))
         poll_s = self._cancels.poll_interval_s
-        wake = {
-            _Timer.HEARTBEAT: now + limits.heartbeat_s,
-            _Timer.IDLE: now + limits.idle_timeout_s,
-            _Timer.DEADLINE: deadline_at,
-            _Timer.CANCEL_CHECK: now + poll_s,
-        }
+        max_tokens, idle_s, heartbeat_s = limits.max_tokens, limits.idle_timeout_s, limits.heartbeat_s
+        heartbeat_at = now + heartbeat_s
+        idle_at = now + idle_s
+        cancel_check_at = now + poll_s
+        # One alarm wakes the waiting session at its earliest timer. Tokens only push the idle and
+        # heartbeat timers later, so the alarm is re-armed when it fires early, not once per token.
+        alarm: asyncio.TimerHandle | None = None
+        alarm_at = 0.0
         outcome = Outcome.CANCELLED
         await self._cancels.register(self.stream_id)
         pump = asyncio.create_task(self._pump(), name=f"provider-{self.stream_id}")
         try:
             while True:
-                item = await self._next(wake)
+                item: object
+                if queue:  # the common case under load: no timer needed
+                    item = queue.pop()
+                else:
+                    # The earliest timer; on a tie the first in this order wins.
+                    item, wake_at = _Timer.HEARTBEAT, heartbeat_at
+                    if idle_at < wake_at:
+                        item, wake_at = _Timer.IDLE, idle_at
+                    if deadline_at < wake_at:
+                        item, wake_at = _Timer.DEADLINE, deadline_at
+                    if cancel_check_at < wake_at:
+                        item, wake_at = _Timer.CANCEL_CHECK, cancel_check_at
+                    current = loop_clock()
+                    if wake_at > current:
+                        if alarm is None or not current < alarm_at <= wake_at:
+                            if alarm is not None:
+                                alarm.cancel()
+                            alarm_at = wake_at
+                            alarm = loop.call_later(wake_at - current, queue.wake)
+                        await queue.waiter()
+                        if not queue:
+                            continue  # woken by the alarm: find out which timer is due
+                        item = queue.pop()
                 now = loop_clock()
-                if now >= wake[_Timer.CANCEL_CHECK]:
-                    wake[_Timer.CANCEL_CHECK] = now + poll_s
+                if now >= cancel_check_at:
+                    cancel_check_at = now + poll_s
                     if await self._cancels.is_cancelled(self.stream_id):
                         outcome = Outcome.CANCELLED
                         yield Failed(_cancelled_error(), outcome)
                         return
                 if isinstance(item, TextDelta):
-                    if self.deltas >= limits.max_tokens:
+                    if self.deltas >= max_tokens:
                         # The provider went past max_tokens (or ignores it): the budget is ours to enforce.
                         outcome = Outcome.MAX_TOKENS
                         yield Completed("length", None, outcome)
@@ -184,8 +265,8 @@ class StreamSession:
                     if self.first_token_at is None:
                         self.first_token_at = time.perf_counter()
                     self.deltas += 1
-                    wake[_Timer.IDLE] = now + limits.idle_timeout_s
-                    wake[_Timer.HEARTBEAT] = now + limits.heartbeat_s
+                    idle_at = now + idle_s
+                    heartbeat_at = now + heartbeat_s
                     yield item
                 elif isinstance(item, Finish):
                     self.usage = item.usage
@@ -201,7 +282,7 @@ class StreamSession:
                     yield Failed(self._translate(item.error), outcome)
                     return
                 elif item is _Timer.HEARTBEAT:
-                    wake[_Timer.HEARTBEAT] = now + limits.heartbeat_s
+                    heartbeat_at = now + heartbeat_s
                     yield HEARTBEAT
                 elif item is _Timer.IDLE:
                     outcome = Outcome.IDLE_TIMEOUT
@@ -213,24 +294,13 @@ class StreamSession:
                     return
         finally:
             self.ended_at = time.perf_counter()
+            if alarm is not None:
+                alarm.cancel()
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
             await self._cancels.release(self.stream_id)
             self._log_end(outcome)
-
-    async def _next(self, wake: dict[_Timer, float]) -> object:
-        if not self._queue.empty():  # the common case under load: no timer needed
-            return self._queue.get_nowait()
-        timer = min(wake, key=wake.__getitem__)
-        delay = wake[timer] - time.monotonic()
-        if delay <= 0:
-            return timer
-        try:
-            async with asyncio.timeout(delay):
-                return await self._queue.get()
-        except TimeoutError:
-            return timer
 
     def _translate(self, exc: BaseException) -> ApiError:
         if isinstance(exc, ProviderError):
