@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from typing import Literal
@@ -156,6 +157,9 @@ class _Env:
         except ValueError:
             kind = "an integer" if integer else "a number"
             raise SettingsError(f"{name}={raw!r} is not {kind}") from None
+        if not math.isfinite(value):
+            # `float()` accepts nan and inf: nan defeats every comparison (a ping storm, no deadline).
+            raise SettingsError(f"{name}={raw!r} is not a finite number")
         if value < minimum or (maximum is not None and value > maximum):
             bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
             raise SettingsError(f"{name}={raw!r} must be {bounds}")
