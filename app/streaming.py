@@ -14,7 +14,7 @@ import enum
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -22,7 +22,7 @@ from app.cancel import CancelRegistry
 from app.errors import ApiError, from_provider_error, internal_error
 from app.logs import log_event
 from providers.errors import ProviderError
-from providers.protocol import ChatRequest, Finish, Provider, TextDelta, Usage
+from providers.protocol import ChatRequest, Finish, Provider, StreamItem, TextDelta, Usage
 
 # An ASGI scope extension through which a host (the Lambda runtime) caps a stream's deadline.
 DEADLINE_SCOPE_EXTENSION: Final = "tokenrelay.deadline_epoch_s"
@@ -186,8 +186,10 @@ class StreamSession:
         return round((end - self.started_at) * 1000, 2)
 
     async def _pump(self) -> None:
-        items = self.provider.stream_chat(self.request)
+        items: AsyncIterator[StreamItem] | None = None
         try:
+            # Inside the `try`: a provider may fail before it returns its iterator, too.
+            items = self.provider.stream_chat(self.request)
             queue = self._queue
             async for item in items:
                 if not queue.offer(item):
