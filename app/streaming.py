@@ -252,6 +252,9 @@ class StreamSession:
                             continue  # woken by the alarm: find out which timer is due
                         item = queue.pop()
                 now = loop_clock()
+                if now >= deadline_at:
+                    # Also when items are waiting: a reader slower than the provider keeps the buffer full.
+                    item = _Timer.DEADLINE
                 if now >= cancel_check_at:
                     cancel_check_at = now + poll_s
                     if await self._cancels.is_cancelled(self.stream_id):
