@@ -1,0 +1,1 @@
+"""Tests of the model providers: the OpenAI provider over a fake transport, and the provider contract."""
