@@ -12,6 +12,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
+from litestar.params import FromPath
 
 from app.cancel import CancelRegistry
 from app.errors import ApiError, invalid_request
@@ -230,7 +231,7 @@ async def stream_post(request: Request[Any, Any, Any], state: State) -> EventStr
 
 
 @post("/v1/streams/{stream_id:str}/cancel", status_code=202, tags=["stream"], summary="Stop a running stream")
-async def cancel_stream(stream_id: str, state: State) -> CancelAccepted:
+async def cancel_stream(stream_id: FromPath[str], state: State) -> CancelAccepted:
     if not await services_of(state).cancels.request_cancel(stream_id):
         raise ApiError(
             404, f"no running stream with id {stream_id!r}", code="stream_not_found", param="stream_id"
