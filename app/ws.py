@@ -86,6 +86,8 @@ def decode_client_message(raw: str | bytes) -> ClientMessage:
         return _decode_message(raw)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise from_validation_error(exc) from None
+    except UnicodeDecodeError:
+        raise invalid_request("the message is not valid UTF-8", code="invalid_json") from None
     except RecursionError:
         raise invalid_request("the message is nested too deeply", code="invalid_json") from None
 
@@ -94,7 +96,7 @@ def prompt_id_of(raw: str | bytes) -> str | None:
     """The `id` of a message that failed validation, if it has a usable one, to address the error to."""
     try:
         candidate = _decode_id(raw).id
-    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None
     return candidate if isinstance(candidate, str) and candidate else None
 
