@@ -9,7 +9,6 @@ shuffled order and repeated; the table shows medians.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import logging
@@ -18,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from app.factory import create_app
-from bench import workload
+from bench import report, workload
 from bench.asgi import call
 from bench.baselines.bare_asgi import create_bare_app
 from bench.baselines.fastapi_sse import create_fastapi_app
@@ -113,12 +112,9 @@ def rows(samples: dict[tuple[str, str], list[float]], tokens: int) -> list[Row]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = report.parser(__doc__)
     parser.add_argument("--tokens", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes: proves the script runs")
     args = parser.parse_args(argv)
     tokens, rounds = (200, 1) if args.smoke else (args.tokens, args.rounds)
     logging.getLogger("tokenrelay").setLevel(logging.WARNING)  # one `stream_end` line per run is noise here

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import platform
 import statistics
 import sys
@@ -65,3 +66,12 @@ def print_table(title: str, rows: Sequence[Row], notes: Sequence[str] = ()) -> N
 
 def describe_python() -> str:
     return f"Python {platform.python_version()} ({sys.executable})"
+
+
+def parser(doc: str | None) -> argparse.ArgumentParser:
+    """Every benchmark's command line: its own options plus `--smoke` (tiny sizes, proves it runs)."""
+    out = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    out.add_argument(
+        "--smoke", action="store_true", help="tiny sizes: proves the script runs, times mean nothing"
+    )
+    return out
