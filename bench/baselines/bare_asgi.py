@@ -26,6 +26,7 @@ from app.schemas import (
     Timings,
 )
 from app.sse import EVENT_STREAM_HEADERS
+from bench.workload import ASGIApp
 from providers.protocol import ChatMessage, ChatRequest, Finish, MockDirectives, Provider, TextDelta
 
 _HEADERS = [(k.lower().encode(), v.encode()) for k, v in EVENT_STREAM_HEADERS.items()]
@@ -34,7 +35,7 @@ _chat_decoder = msgspec.json.Decoder(ChatCompletionRequest)
 _mock_decoder = msgspec.json.Decoder(MockDirectives)
 
 
-def create_bare_app(provider: Provider, *, default_model: str = "mock") -> Any:
+def create_bare_app(provider: Provider, *, default_model: str = "mock") -> ASGIApp:
     """`GET /v1/stream` and streamed `POST /v1/chat/completions`, bare."""
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
