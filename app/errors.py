@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import msgspec
 
 from app.schemas import ErrorBody, ErrorDetail
@@ -15,6 +17,8 @@ from providers.errors import (
     ProviderTimeoutError,
     ProviderUnavailableError,
 )
+
+_FIELD_PROBLEM = re.compile(r"Object (?:missing required|contains unknown) field `([^`]+)`")
 
 
 class ApiError(Exception):
@@ -50,6 +54,11 @@ def from_validation_error(exc: msgspec.ValidationError | msgspec.DecodeError) ->
     param = None
     if " - at `$" in message:
         param = message.rsplit(" - at `$", 1)[1].rstrip("`").lstrip(".") or None
+    # For a missing or unknown field msgspec reports the enclosing object's path (none at the top level):
+    # the field itself is the param.
+    field = _FIELD_PROBLEM.match(message)
+    if field is not None:
+        param = f"{param}.{field.group(1)}" if param else field.group(1)
     code = "invalid_value" if isinstance(exc, msgspec.ValidationError) else "invalid_json"
     return ApiError(400, message, code=code, param=param)
 

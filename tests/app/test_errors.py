@@ -1,0 +1,109 @@
+"""Error translation: provider failures to statuses, msgspec failures to field paths, bugs to nothing."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from app.errors import ApiError, from_provider_error, from_validation_error, internal_error
+from app.schemas import ChatCompletionRequest
+from providers.errors import (
+    ProviderAuthError,
+    ProviderBadRequestError,
+    ProviderError,
+    ProviderModelNotFoundError,
+    ProviderRateLimitError,
+    ProviderStreamError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+)
+
+_decoder = msgspec.json.Decoder(ChatCompletionRequest)
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "kind", "code"),
+    [
+        (ProviderAuthError("x"), 401, "authentication_error", "upstream_authentication_failed"),
+        (ProviderRateLimitError("x"), 429, "rate_limit_error", "rate_limit_exceeded"),
+        (ProviderModelNotFoundError("x"), 404, "invalid_request_error", "model_not_found"),
+        (ProviderBadRequestError("x"), 400, "invalid_request_error", "upstream_rejected_request"),
+        (ProviderTimeoutError("x"), 504, "timeout_error", "upstream_timeout"),
+        (ProviderUnavailableError("x"), 502, "upstream_error", "upstream_unavailable"),
+        (ProviderStreamError("x"), 502, "upstream_error", "upstream_stream_error"),
+        (ProviderError("x"), 502, "upstream_error", "upstream_error"),
+    ],
+)
+def test_provider_errors_map_to_the_status_a_client_expects(
+    error: ProviderError, status: int, kind: str, code: str
+) -> None:
+    api_error = from_provider_error(error)
+    assert (api_error.status_code, api_error.detail.type, api_error.detail.code) == (status, kind, code)
+    assert api_error.detail.message == "x"
+
+
+@pytest.mark.parametrize(("retry_after_s", "header"), [(2.4, "2"), (0.2, "1"), (30.0, "30"), (None, None)])
+def test_rate_limits_carry_retry_after_in_whole_seconds(
+    retry_after_s: float | None, header: str | None
+) -> None:
+    api_error = from_provider_error(ProviderRateLimitError("slow", retry_after_s=retry_after_s))
+    assert api_error.headers.get("Retry-After") == header
+
+
+def test_the_model_not_found_error_points_at_the_model() -> None:
+    assert from_provider_error(ProviderModelNotFoundError("gone")).detail.param == "model"
+
+
+@pytest.mark.parametrize(
+    ("raw", "param"),
+    [
+        (b'{"messages": [{"role": "wizard", "content": "x"}]}', "messages[0].role"),
+        (b'{"messages": [{"role": "user"}]}', "messages[0].content"),
+        (b"{}", "messages"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "bogus": 1}', "bogus"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "mock": {"bogus": 1}}', "mock.bogus"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": -1}', "max_tokens"),
+        (b"[]", None),
+    ],
+)
+def test_validation_errors_name_the_field_path(raw: bytes, param: str | None) -> None:
+    with pytest.raises(msgspec.ValidationError) as caught:
+        _decoder.decode(raw)
+    api_error = from_validation_error(caught.value)
+    assert (api_error.status_code, api_error.detail.code, api_error.detail.param) == (
+        400,
+        "invalid_value",
+        param,
+    )
+    assert api_error.detail.message == str(caught.value)
+
+
+def test_decode_errors_are_invalid_json_without_a_param() -> None:
+    with pytest.raises(msgspec.DecodeError) as caught:
+        _decoder.decode(b'{"messages": [')
+    api_error = from_validation_error(caught.value)
+    assert (api_error.status_code, api_error.detail.code, api_error.detail.param) == (
+        400,
+        "invalid_json",
+        None,
+    )
+
+
+def test_the_internal_error_says_nothing_about_the_internals() -> None:
+    error = internal_error()
+    assert error.status_code == 500
+    assert msgspec.to_builtins(error.body()) == {
+        "error": {
+            "message": "internal server error",
+            "type": "server_error",
+            "code": "internal_error",
+            "param": None,
+        }
+    }
+
+
+def test_api_error_body_is_the_openai_error_shape() -> None:
+    error = ApiError(418, "short and stout", type="teapot_error", code="teapot", param="spout")
+    assert msgspec.to_builtins(error.body()) == {
+        "error": {"message": "short and stout", "type": "teapot_error", "code": "teapot", "param": "spout"}
+    }
