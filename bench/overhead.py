@@ -56,7 +56,7 @@ def endpoints(tokens: int) -> list[Endpoint]:
 async def measure(tokens: int, rounds: int) -> dict[tuple[str, str], list[float]]:
     """tokens/s per (app, endpoint), one sample per round."""
     provider = MockProvider()
-    apps = {
+    apps: dict[str, workload.ASGIApp] = {
         "ours": create_app(workload.settings(tokens), provider),
         "bare": create_bare_app(provider),
         "fastapi": create_fastapi_app(provider),
