@@ -49,7 +49,8 @@ class ApiKeyGuard:
     def __init__(self, keys: Sequence[Secret]) -> None:
         self._keys = tuple(keys)
 
-    def __call__(self, connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    # Async on purpose: Litestar runs a synchronous guard in a worker thread, once per request.
+    async def __call__(self, connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         if not self._keys:
             return
         token = bearer_token(connection.headers.get("authorization"))
