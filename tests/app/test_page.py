@@ -1,0 +1,532 @@
+"""The browser page at `/`, driven in a real headless Chromium (Debian's) through Playwright.
+
+The mock is paced (`MOCK_TOKEN_DELAY_MS`) so that intermediate DOM states exist long enough to be observed;
+every wait is a Playwright condition or a log record with a deadline, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import msgspec
+import pytest
+from litestar import Litestar
+from litestar.enums import ScopeType
+from litestar.testing import TestClient
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+from app.settings import Secret, Settings
+from providers.mock import MockProvider
+from tests.app.conftest import AppFactory, LogCapture, ServeFactory
+from tests.app.helpers import expected_tokens
+from tests.support.server import RunningServer
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Without the background-networking flags Chromium phones home at start-up, and a closed network refuses it.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TOKEN_DELAY_MS = 25
+TRANSPORTS = ["fetch", "eventsource", "websocket"]
+ENDPOINTS = {"fetch": "stream", "eventsource": "stream", "websocket": "ws"}
+PROMPT = "Explain server-sent events"
+
+# Installed on the page before a prompt is sent: records every state of #output and #status as it changes.
+OBSERVE = """() => {
+  const output = document.getElementById("output");
+  const status = document.getElementById("status");
+  window.__lengths = [];
+  window.__nodes = new Set();
+  window.__statuses = [];
+  new MutationObserver(() => {
+    window.__lengths.push(output.textContent.length);
+    for (const node of output.childNodes) window.__nodes.add(node);
+  }).observe(output, { childList: true, characterData: true, subtree: true });
+  new MutationObserver(() => {
+    window.__statuses.push([status.dataset.state, status.textContent]);
+  }).observe(status, { childList: true, characterData: true, subtree: true, attributes: true });
+}"""
+ENDED = "() => ['done', 'error', 'stopped'].includes(document.getElementById('status').dataset.state)"
+OUTPUT_LONGER_THAN = "(n) => document.getElementById('output').textContent.length > n"
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(mock_token_delay_ms=TOKEN_DELAY_MS)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium` (.ci/run installs it)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@dataclass
+class Problems:
+    """What the page must never do: throw, or trip its own Content-Security-Policy."""
+
+    seen: list[str] = field(default_factory=list)
+
+    def console(self, message: ConsoleMessage) -> None:
+        if message.type == "error" and "Failed to load resource" not in message.text:
+            self.seen.append(f"console: {message.text}")
+
+    def page_error(self, error: Exception) -> None:
+        self.seen.append(f"uncaught: {error}")
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    tab = context.new_page()
+    tab.set_default_timeout(10_000)
+    problems = Problems()
+    tab.on("console", problems.console)
+    tab.on("pageerror", problems.page_error)
+    try:
+        yield tab
+    finally:
+        context.close()
+    assert problems.seen == []
+
+
+@pytest.fixture
+def server(make_app: AppFactory, serve: ServeFactory) -> Iterator[RunningServer]:
+    with serve(make_app()) as running:
+        yield running
+
+
+def open_page(page: Page, server: RunningServer) -> None:
+    page.goto(f"{server.base_url}/")
+    page.evaluate(OBSERVE)
+
+
+def ask(
+    page: Page,
+    prompt: str = PROMPT,
+    *,
+    transport: str = "fetch",
+    max_tokens: int | None = None,
+    mock: dict[str, Any] | None = None,
+    api_key: str | None = None,
+) -> None:
+    """Fill in the form as a user would and press Send."""
+    if max_tokens is not None or mock is not None or api_key is not None:
+        if page.get_attribute("details", "open") is None:
+            page.click("summary")
+        page.fill("#max-tokens", "" if max_tokens is None else str(max_tokens))
+        page.fill("#mock", "" if mock is None else msgspec.json.encode(mock).decode())
+        page.fill("#api-key", api_key or "")
+    page.select_option("#transport", transport)
+    page.fill("#prompt", prompt)
+    page.click("#send")
+
+
+def wait_for_end(page: Page) -> tuple[str, str]:
+    page.wait_for_function(ENDED)
+    return page.get_attribute("#status", "data-state") or "", page.text_content("#status") or ""
+
+
+def text(page: Page, selector: str) -> str:
+    return page.text_content(selector) or ""
+
+
+def output_text(page: Page) -> str:
+    return text(page, "#output")
+
+
+def statuses(page: Page) -> list[tuple[str, str]]:
+    return [(state, text) for state, text in page.evaluate("() => window.__statuses")]
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_each_transport_renders_the_answer_token_by_token(
+    page: Page, server: RunningServer, log_capture: LogCapture, transport: str
+) -> None:
+    expected = "".join(expected_tokens(PROMPT)[:40])
+    open_page(page, server)
+    ask(page, transport=transport, max_tokens=40)
+
+    page.wait_for_function(
+        "() => document.getElementById('status').dataset.state === 'streaming'"
+        " && document.getElementById('output').textContent.length > 0"
+    )
+    partial = output_text(page)
+    assert partial
+    assert len(partial) < len(expected)
+    assert expected.startswith(partial)
+
+    state, status = wait_for_end(page)
+    assert state == "done", status
+    assert status.startswith("Done: 40 tokens in ")
+    assert status.endswith("(cut short by the token limit).")
+    assert output_text(page) == expected
+    lengths: list[int] = page.evaluate("() => window.__lengths")
+    assert len(set(lengths)) >= 10, lengths  # many intermediate states, not one final render
+    assert lengths == sorted(lengths)  # only ever growing
+    # Appended to one text node, never re-rendered: the node that took the first token holds the whole answer.
+    assert page.evaluate(
+        "() => window.__nodes.size === 1"
+        " && [...window.__nodes][0] === document.getElementById('output').firstChild"
+    )
+    assert text(page, "#ttft").endswith(" ms")
+    assert text(page, "#tokens") == "40"
+    assert text(page, "#rate").endswith("tokens/s")
+    assert "finish_reason: length" in text(page, "#summary")
+    assert page.get_attribute("#output", "aria-busy") == "false"
+    assert page.is_disabled("#stop")
+
+    (end,) = log_capture.wait_for("stream_end", 1)
+    assert (end["endpoint"], end["outcome"], end["completion_tokens"]) == (
+        ENDPOINTS[transport],
+        "max_tokens",
+        40,
+    )
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_stop_halts_the_output_and_the_server_cancels_the_stream(
+    page: Page, server: RunningServer, provider: MockProvider, log_capture: LogCapture, transport: str
+) -> None:
+    full = "".join(expected_tokens(PROMPT))
+    open_page(page, server)
+    ask(page, transport=transport)
+    page.wait_for_function(OUTPUT_LONGER_THAN, arg=40)
+    assert page.is_enabled("#stop")
+    page.click("#stop")
+
+    (end,) = log_capture.wait_for("stream_end", 1)
+    assert (end["endpoint"], end["outcome"]) == (ENDPOINTS[transport], "cancelled")
+    assert provider.active_streams == 0
+    emitted = provider.tokens_emitted
+    assert page.get_attribute("#status", "data-state") == "stopped"
+    assert page.is_disabled("#stop")
+    shown = len(output_text(page))
+    assert shown < len(full)
+    # Twenty token intervals: a stream still running would have grown the output in that time.
+    with pytest.raises(PlaywrightTimeoutError):
+        page.wait_for_function(OUTPUT_LONGER_THAN, arg=shown, timeout=20 * TOKEN_DELAY_MS)
+    assert provider.tokens_emitted == emitted
+    assert len(log_capture.stream_ends) == 1
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_an_error_event_is_shown_and_the_partial_answer_kept(
+    page: Page, server: RunningServer, transport: str
+) -> None:
+    open_page(page, server)
+    ask(page, transport=transport, mock={"fail_after": 5})
+    state, text = wait_for_end(page)
+    assert state == "error"
+    assert text == (
+        "The stream failed after 5 tokens: mock failure injected after 5 deltas (upstream_stream_error)"
+    )
+    assert output_text(page) == "".join(expected_tokens(PROMPT)[:5])
+
+
+@pytest.mark.browser
+def test_an_http_error_status_is_shown_with_the_servers_message(page: Page, server: RunningServer) -> None:
+    open_page(page, server)
+    ask(page, transport="fetch", mock={"error": "rate_limit"})
+    assert wait_for_end(page) == (
+        "error",
+        "The server answered HTTP 429: mock rate limit: slow down and retry (rate_limit_exceeded). "
+        "Retry after 1 s.",
+    )
+    assert output_text(page) == ""
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("transport", ["fetch", "websocket"])
+def test_a_new_prompt_cancels_the_one_in_flight(
+    page: Page, server: RunningServer, provider: MockProvider, log_capture: LogCapture, transport: str
+) -> None:
+    open_page(page, server)
+    ask(page, "first question", transport=transport)
+    page.wait_for_function(OUTPUT_LONGER_THAN, arg=20)
+    ask(page, "second question", transport=transport, max_tokens=10)
+    assert wait_for_end(page)[0] == "done"
+    assert output_text(page) == "".join(expected_tokens("second question")[:10])
+    ends = log_capture.wait_for("stream_end", 2)
+    assert sorted(e["outcome"] for e in ends) == ["cancelled", "max_tokens"]
+    assert provider.active_streams == 0
+
+
+class CutStreams:
+    """ASGI middleware that cuts stream connections after some deltas, as a flaky network or proxy would.
+
+    WebSockets are closed with 1012 (service restart) before their `done`. An HTTP response either loses
+    its connection mid-body (`abrupt`: the browser sees a network error) or ends early but cleanly, as a
+    proxy's timeout would end it (the browser sees a stream without its last event).
+    """
+
+    def __init__(self, app: ASGIApp, *, after: int, times: int, abrupt: bool = False) -> None:
+        self._app = app
+        self._after = after
+        self._left = times
+        self._abrupt = abrupt
+        self.cut = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._left == 0 or scope["type"] not in (ScopeType.HTTP, ScopeType.WEBSOCKET):
+            await self._app(scope, receive, send)
+            return
+        if scope["path"] not in ("/v1/stream", "/v1/ws"):
+            await self._app(scope, receive, send)
+            return
+        self._left -= 1
+        deltas = 0
+        cut = False
+
+        async def cutting_send(message: Message) -> None:
+            nonlocal deltas, cut
+            if cut:
+                raise OSError("connection cut by the test")
+            payload: Any = message.get("body") or message.get("text") or b""
+            payload = payload.encode() if isinstance(payload, str) else payload
+            deltas += payload.count(b'"type":"delta"')  # an SSE frame's data or a WebSocket message
+            if deltas > self._after:
+                cut = True
+                self.cut += 1
+                if scope["type"] == ScopeType.WEBSOCKET:
+                    await send({"type": "websocket.close", "code": 1012, "reason": "cut by the test"})
+                elif not self._abrupt:
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                raise OSError("connection cut by the test")
+            await send(message)
+
+        try:
+            await self._app(scope, receive, cutting_send)
+        except Exception:
+            if not cut:
+                raise
+        # Returning from an HTTP response that has not ended (abrupt) makes uvicorn drop the connection.
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize(
+    ("transport", "abrupt"),
+    [("fetch", True), ("fetch", False), ("eventsource", True), ("eventsource", False), ("websocket", True)],
+    ids=["fetch-reset", "fetch-ended", "eventsource-reset", "eventsource-ended", "websocket-closed"],
+)
+def test_a_dropped_connection_is_retried_and_the_answer_resumed(
+    page: Page,
+    make_app: AppFactory,
+    serve: ServeFactory,
+    provider: MockProvider,
+    log_capture: LogCapture,
+    transport: str,
+    abrupt: bool,
+) -> None:
+    cutter = CutStreams(make_app(), after=12, times=1, abrupt=abrupt)
+    expected = "".join(expected_tokens(PROMPT)[:30])
+    with serve(as_litestar(cutter)) as server:
+        open_page(page, server)
+        ask(page, transport=transport, max_tokens=30)
+        state, status = wait_for_end(page)
+    assert state == "done", status
+    assert status.startswith("Done: 30 tokens in ")
+    assert status.endswith("after 1 reconnect (cut short by the token limit).")
+    assert cutter.cut == 1
+    # The regenerated answer matched what was shown, so nothing is repeated and nothing lost.
+    assert output_text(page) == expected
+    history = statuses(page)
+    retrying = [status for state, status in history if state == "retrying"]
+    assert len(retrying) == 1
+    assert retrying[0].startswith("Connection lost after 12 tokens")
+    assert "attempt 1 of 2" in retrying[0]
+    assert any(status.startswith("Resumed after reconnecting") for _, status in history)
+    lengths: list[int] = page.evaluate("() => window.__lengths")
+    assert lengths == sorted(lengths)  # the kept prefix was never cleared
+    ends = log_capture.wait_for("stream_end", 2)
+    assert [e["outcome"] for e in ends] == ["cancelled", "max_tokens"]
+    assert provider.active_streams == 0
+
+
+@pytest.mark.browser
+def test_retries_after_dropped_connections_are_bounded(
+    page: Page, make_app: AppFactory, serve: ServeFactory, log_capture: LogCapture
+) -> None:
+    cutter = CutStreams(make_app(), after=3, times=-1, abrupt=True)
+    with serve(as_litestar(cutter)) as server:
+        open_page(page, server)
+        ask(page, transport="fetch")
+        state, status = wait_for_end(page)
+    assert state == "error"
+    assert status == (
+        "Connection lost: the connection dropped. Gave up after 2 retries; press Send to try again."
+    )
+    assert cutter.cut == 3
+    assert [e["outcome"] for e in log_capture.wait_for("stream_end", 3)] == ["cancelled"] * 3
+    assert output_text(page) == "".join(expected_tokens(PROMPT)[:3])
+
+
+def as_litestar(middleware: CutStreams) -> Litestar:
+    """`serve` is typed for Litestar apps, but hands any ASGI app to uvicorn."""
+    return cast("Litestar", middleware)
+
+
+@pytest.mark.browser
+def test_api_keys_reach_the_server_the_way_each_transport_can_send_them(
+    page: Page, make_app: AppFactory, serve: ServeFactory
+) -> None:
+    with serve(make_app(api_keys=(Secret("sesame"),))) as server:
+        open_page(page, server)
+        for transport in ("fetch", "websocket"):
+            ask(page, transport=transport, max_tokens=3, api_key="sesame")
+            assert wait_for_end(page)[0] == "done", transport
+        ask(page, transport="fetch", max_tokens=3, api_key="wrong")
+        assert wait_for_end(page) == (
+            "error",
+            "The server answered HTTP 401: invalid API key (invalid_api_key).",
+        )
+        ask(page, transport="websocket", max_tokens=3, api_key="wrong")
+        assert wait_for_end(page) == (
+            "error",
+            "The server refused the WebSocket: invalid API key (check the API key).",
+        )
+        page.fill("#api-key", "sesame")
+        page.select_option("#transport", "eventsource")
+        assert page.is_visible("#transport-note")
+        assert "EventSource cannot send headers" in text(page, "#transport-note")
+        ask(page, transport="eventsource", max_tokens=3, api_key="sesame")
+        state, status = wait_for_end(page)
+        assert state == "error"
+        assert "EventSource cannot send the API key" in status
+
+
+@pytest.mark.browser
+def test_the_page_is_accessible_and_its_screenshot_is_not_blank(
+    page: Page, server: RunningServer, tmp_path: Path
+) -> None:
+    open_page(page, server)
+    unlabelled = page.evaluate(
+        "() => [...document.querySelectorAll('input, select, textarea')]"
+        ".filter((el) => el.labels.length === 0).map((el) => el.id)"
+    )
+    assert unlabelled == []
+    assert page.get_attribute("#output", "aria-live") == "polite"
+    assert page.get_attribute("#status", "role") == "status"
+    ask(page, transport="fetch", max_tokens=40)
+    assert wait_for_end(page)[0] == "done"
+
+    shot = tmp_path / "page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    width, height, pixels = decode_png(shot.read_bytes())
+    assert (width, height) >= (1100, 900)
+    background, _ = Counter(pixels).most_common(1)[0]
+    drawn = sum(pixel != background for pixel in pixels) / len(pixels)
+    assert len(set(pixels)) >= 32  # text, borders, the button: antialiased edges give many shades
+    assert drawn > 0.03
+
+
+def decode_png(data: bytes) -> tuple[int, int, list[bytes]]:
+    """Width, height and a sample of the pixels (RGB bytes, every 4th pixel of every 4th row) of a PNG."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    position = 8
+    header = b""
+    compressed: list[bytes] = []
+    while position < len(data):
+        (length, kind) = struct.unpack(">I4s", data[position : position + 8])
+        chunk = data[position + 8 : position + 8 + length]
+        position += 12 + length
+        if kind == b"IHDR":
+            header = chunk
+        elif kind == b"IDAT":
+            compressed.append(chunk)
+    width, height, depth, color_type, _, _, interlace = struct.unpack(">IIBBBBB", header)
+    assert (depth, interlace) == (8, 0), "expected 8 bits per channel, not interlaced"
+    assert color_type in (2, 6), "expected RGB or RGBA"
+    channels = 3 if color_type == 2 else 4
+    stride = width * channels
+    raw = zlib.decompress(b"".join(compressed))
+    previous = bytearray(stride)
+    sample: list[bytes] = []
+    for y in range(height):
+        start = y * (stride + 1)
+        line = _unfilter(raw[start], bytearray(raw[start + 1 : start + 1 + stride]), previous, channels)
+        if y % 4 == 0:
+            sample.extend(bytes(line[x : x + 3]) for x in range(0, stride, 4 * channels))
+        previous = line
+    return width, height, sample
+
+
+def _unfilter(kind: int, line: bytearray, above: bytearray, bpp: int) -> bytearray:
+    """Undo one PNG row filter (RFC 2083, 6.3)."""
+    if kind == 1:
+        for i in range(bpp, len(line)):
+            line[i] = (line[i] + line[i - bpp]) & 0xFF
+    elif kind == 2:
+        for i in range(len(line)):
+            line[i] = (line[i] + above[i]) & 0xFF
+    elif kind == 3:
+        for i in range(len(line)):
+            left = line[i - bpp] if i >= bpp else 0
+            line[i] = (line[i] + ((left + above[i]) >> 1)) & 0xFF
+    elif kind == 4:
+        for i in range(len(line)):
+            a = line[i - bpp] if i >= bpp else 0
+            b = above[i]
+            c = above[i - bpp] if i >= bpp else 0
+            p = a + b - c
+            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            predictor = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+            line[i] = (line[i] + predictor) & 0xFF
+    return line
+
+
+# --- the page as plain HTTP: no browser needed ---
+
+
+def test_the_page_and_its_assets_are_served_with_a_strict_policy(client: TestClient[Litestar]) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy
+    html = page.text
+    for hook in ('id="prompt"', 'id="send"', 'id="stop"', 'id="output"', 'id="transport"', 'id="status"'):
+        assert hook in html
+    assert "<script>" not in html  # no inline script
+    assert "http://" not in html
+    assert "https://" not in html  # no CDN: the page works offline
+    for name, media_type in (("app.js", "text/javascript"), ("style.css", "text/css")):
+        asset = client.get(f"/static/{name}")
+        assert asset.status_code == 200
+        assert asset.headers["content-type"] == f"{media_type}; charset=utf-8"
+        assert asset.headers["etag"]
+    missing = client.get("/static/secrets.txt")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["type"] == "not_found_error"
+
+
+def test_the_page_is_public_when_the_api_needs_a_key(make_app: AppFactory) -> None:
+    with TestClient(make_app(api_keys=(Secret("sesame"),))) as client:
+        assert client.get("/").status_code == 200
+        assert client.get("/static/app.js").status_code == 200
+        assert client.get("/v1/models").status_code == 401
