@@ -1,0 +1,465 @@
+"""Over a real socket: uvicorn on 127.0.0.1 in a thread, asyncio httpx (and the openai SDK) as clients.
+
+Timing, disconnects and concurrency can only be seen here: in-process test clients buffer the response.
+Every test waits on real events (a frame arriving, a log record, a counter) under a timeout guard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import msgspec
+import pytest
+from httpx_sse import aconnect_sse
+
+from app.settings import Secret
+from providers.mock import MockProvider
+from providers.protocol import ChatRequest, StreamItem
+from tests.app.conftest import AppFactory, LogCapture, ServeFactory
+from tests.app.helpers import expected_prompt_tokens, expected_tokens, user
+from tests.support.server import RunningServer
+from tests.support.timeouts import run_async
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionChunk
+
+_PROMPT = "How does a token relay stay responsive?"
+
+
+async def _stream_ended(log: LogCapture) -> dict[str, Any]:
+    """Wait (off the loop) for the server's one `stream_end` line.
+
+    The session writes it after the provider's generator has been closed, so by then the mock's
+    `active_streams` and `tokens_emitted` are final.
+    """
+    [end] = await asyncio.to_thread(log.wait_for, "stream_end", 1)
+    return end
+
+
+@dataclass
+class Arrival:
+    """When each native event reached the client, and how far the provider was at that moment."""
+
+    kind: str
+    data: dict[str, Any]
+    at: float
+    tokens_emitted: int
+
+
+@dataclass
+class Trace:
+    arrivals: list[Arrival] = field(default_factory=list)
+
+    def of(self, kind: str) -> list[Arrival]:
+        return [arrival for arrival in self.arrivals if arrival.kind == kind]
+
+
+# --- first byte, no buffering ---
+
+
+def test_the_first_token_arrives_long_before_the_provider_finishes(
+    make_app: AppFactory, serve: ServeFactory, provider: MockProvider
+) -> None:
+    tokens = expected_tokens(_PROMPT)
+    trace = Trace()
+
+    async def body() -> float:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
+            started = time.perf_counter()
+            request = {"messages": user(_PROMPT), "mock": {"delay_ms": 10}}
+            async with aconnect_sse(client, "POST", "/v1/stream", json=request) as source:
+                async for event in source.aiter_sse():
+                    trace.arrivals.append(
+                        Arrival(
+                            event.event,
+                            msgspec.json.decode(event.data),
+                            time.perf_counter(),
+                            provider.tokens_emitted,
+                        )
+                    )
+            return started
+
+    with serve(make_app()) as server:
+        started = run_async(body, timeout_s=20)
+
+    deltas, [done] = trace.of("delta"), trace.of("done")
+    assert [arrival.data["text"] for arrival in deltas] == tokens
+    # The provider had made only a few of its tokens when the first one reached the client...
+    assert deltas[0].tokens_emitted <= 2 < len(tokens)
+    # ...and every token reached the client while later ones were still being made.
+    assert all(arrival.tokens_emitted <= index + 3 for index, arrival in enumerate(deltas))
+    first_ms, done_ms = (deltas[0].at - started) * 1000, (done.at - started) * 1000
+    assert done_ms >= len(tokens) * 10  # the pacing really happened
+    assert first_ms < done_ms / 10
+    print(
+        f"\nfirst delta after {first_ms:.1f} ms, done after {done_ms:.1f} ms ({len(tokens)} tokens at 10 ms)"
+    )
+
+
+def test_the_first_chat_chunk_arrives_before_the_provider_finishes(
+    make_app: AppFactory, serve: ServeFactory, provider: MockProvider
+) -> None:
+    total = len(expected_tokens(_PROMPT))
+
+    async def body() -> tuple[int, int]:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
+            request = {"messages": user(_PROMPT), "stream": True, "mock": {"delay_ms": 10}}
+            async with aconnect_sse(client, "POST", "/v1/chat/completions", json=request) as source:
+                emitted_at_first_content: int | None = None
+                async for event in source.aiter_sse():
+                    if event.data == "[DONE]":
+                        return emitted_at_first_content or -1, provider.tokens_emitted
+                    content = msgspec.json.decode(event.data)["choices"][0]["delta"].get("content")
+                    if content and emitted_at_first_content is None:
+                        emitted_at_first_content = provider.tokens_emitted
+        raise AssertionError("the stream ended without [DONE]")
+
+    with serve(make_app()) as server:
+        at_first, at_done = run_async(body, timeout_s=20)
+
+    assert 1 <= at_first <= 2
+    assert at_done == total
+
+
+# --- disconnects ---
+
+
+@pytest.mark.parametrize(
+    ("path", "request_body"),
+    [
+        ("/v1/stream", {"messages": user(_PROMPT), "mock": {"delay_ms": 20}}),
+        ("/v1/chat/completions", {"messages": user(_PROMPT), "stream": True, "mock": {"delay_ms": 20}}),
+    ],
+)
+def test_a_client_that_disconnects_mid_stream_cancels_the_generation(
+    make_app: AppFactory,
+    serve: ServeFactory,
+    provider: MockProvider,
+    log_capture: LogCapture,
+    path: str,
+    request_body: dict[str, Any],
+) -> None:
+    total = len(expected_tokens(_PROMPT))
+
+    async def body() -> tuple[int, int]:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
+            received = 0
+            async with client.stream("POST", path, json=request_body) as response:
+                assert response.status_code == 200
+                async for line in response.aiter_lines():
+                    if line.startswith("data:") and ('"delta"' in line or '"content":"' in line):
+                        received += 1
+                        if received == 5:
+                            break
+            # Leaving the block closes the connection mid-body.
+            at_close = provider.tokens_emitted
+            await _stream_ended(log_capture)
+            return at_close, received
+
+    with serve(make_app()) as server:
+        at_close, received = run_async(body, timeout_s=20)
+        [end] = log_capture.stream_ends
+        after_end = provider.tokens_emitted
+
+    assert received == 5
+    assert end["outcome"] == "cancelled"
+    assert provider.active_streams == 0
+    assert after_end - at_close <= 2  # at most the token in the making when the client left
+    assert after_end < total / 2
+    print(f"\ndisconnect after {received} deltas: provider stopped at {after_end} of {total} tokens")
+
+
+def test_a_client_that_leaves_during_heartbeats_cancels_a_silent_provider(
+    make_app: AppFactory, serve: ServeFactory, provider: MockProvider, log_capture: LogCapture
+) -> None:
+    async def body() -> None:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
+            request = {"messages": user(_PROMPT), "mock": {"stall_ms": 60_000}}
+            async with client.stream("POST", "/v1/stream", json=request) as response:
+                assert response.status_code == 200
+                async for line in response.aiter_lines():
+                    if line == ": ping":
+                        break
+            await _stream_ended(log_capture)
+
+    with serve(make_app(heartbeat_interval_s=0.05)) as server:
+        run_async(body, timeout_s=20)
+        [end] = log_capture.stream_ends
+
+    assert (end["outcome"], provider.tokens_emitted, provider.active_streams) == ("cancelled", 0, 0)
+
+
+def test_an_explicit_cancel_stops_a_running_stream_with_a_terminal_event(
+    make_app: AppFactory, serve: ServeFactory, provider: MockProvider, log_capture: LogCapture
+) -> None:
+    async def body() -> tuple[list[str], dict[str, Any], int, int]:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
+            kinds: list[str] = []
+            request = {"messages": user(_PROMPT), "mock": {"delay_ms": 20}}
+            async with aconnect_sse(client, "POST", "/v1/stream", json=request) as source:
+                stream_id = ""
+                accepted: dict[str, Any] = {}
+                async for event in source.aiter_sse():
+                    kinds.append(event.event)
+                    data = msgspec.json.decode(event.data)
+                    if event.event == "start":
+                        stream_id = data["stream_id"]
+                    if kinds.count("delta") == 2 and not accepted:
+                        answer = await client.post(f"/v1/streams/{stream_id}/cancel")
+                        assert answer.status_code == 202
+                        accepted = answer.json()
+                    if event.event == "error":
+                        assert data["error"]["code"] == "cancelled"
+            again = await client.post(f"/v1/streams/{stream_id}/cancel")
+            return kinds, accepted, again.status_code, provider.tokens_emitted
+
+    with serve(make_app()) as server:
+        kinds, accepted, again, emitted = run_async(body, timeout_s=20)
+        [end] = log_capture.wait_for("stream_end", 1)
+
+    assert accepted["status"] == "cancelling"
+    assert kinds[0] == "start"
+    assert kinds[-1] == "error"
+    assert "done" not in kinds
+    assert again == 404  # the stream is gone from the registry
+    assert emitted < len(expected_tokens(_PROMPT)) / 2
+    assert end["outcome"] == "cancelled"
+    assert provider.active_streams == 0
+
+
+# --- concurrency ---
+
+
+class GatedMock(MockProvider):
+    """The mock, holding every stream back until `expected` of them are open at once.
+
+    Opening the gate proves the server held all the streams simultaneously; were it serving them one at
+    a time, the gate would never open and the test would time out.
+    """
+
+    def __init__(self, expected: int) -> None:
+        super().__init__(token_delay_s=0)
+        self.expected = expected
+        self.waiting = 0
+        self.peak_active = 0
+        self._gate: asyncio.Event | None = None
+
+    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[StreamItem]:
+        if self._gate is None:
+            self._gate = asyncio.Event()  # created on the server's loop
+        self.waiting += 1
+        if self.waiting == self.expected:
+            self._gate.set()
+        await self._gate.wait()
+        async for item in super().stream_chat(request):
+            self.peak_active = max(self.peak_active, self.active_streams)
+            yield item
+
+
+_STREAMS = 300
+
+
+def test_hundreds_of_simultaneous_streams_deliver_every_token_in_order(
+    make_app: AppFactory, serve: ServeFactory, log_capture: LogCapture
+) -> None:
+    gated = GatedMock(_STREAMS)
+    prompts = [f"Question {index}: what keeps stream {index} alive?" for index in range(_STREAMS)]
+
+    async def one(client: httpx.AsyncClient, index: int) -> tuple[list[str], dict[str, Any]]:
+        prompt = prompts[index]
+        texts: list[str] = []
+        if index % 2 == 0:
+            async with aconnect_sse(client, "POST", "/v1/stream", json={"messages": user(prompt)}) as source:
+                async for event in source.aiter_sse():
+                    data = msgspec.json.decode(event.data)
+                    if event.event == "delta":
+                        texts.append(data["text"])
+                    elif event.event == "done":
+                        return texts, data["usage"]
+        else:
+            request = {"messages": user(prompt), "stream": True, "stream_options": {"include_usage": True}}
+            async with aconnect_sse(client, "POST", "/v1/chat/completions", json=request) as source:
+                usage: dict[str, Any] = {}
+                async for event in source.aiter_sse():
+                    if event.data == "[DONE]":
+                        return texts, usage
+                    chunk = msgspec.json.decode(event.data)
+                    if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                        texts.append(chunk["choices"][0]["delta"]["content"])
+                    if chunk.get("usage"):
+                        usage = chunk["usage"]
+        raise AssertionError(f"stream {index} ended without its terminal event")
+
+    async def body() -> tuple[list[tuple[list[str], dict[str, Any]]], float]:
+        limits = httpx.Limits(max_connections=_STREAMS + 50, max_keepalive_connections=_STREAMS + 50)
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30, limits=limits) as client:
+            started = time.perf_counter()
+            results = await asyncio.gather(*(one(client, index) for index in range(_STREAMS)))
+            return results, time.perf_counter() - started
+
+    with serve(make_app(gated)) as server:
+        results, elapsed_s = run_async(body, timeout_s=50)
+        ends = log_capture.wait_for("stream_end", _STREAMS)
+
+    for index, (texts, usage) in enumerate(results):
+        expected = expected_tokens(prompts[index])
+        assert texts == expected, f"stream {index} lost or reordered tokens"
+        assert usage["completion_tokens"] == len(expected)
+        assert usage["prompt_tokens"] == expected_prompt_tokens(prompts[index])
+    assert gated.peak_active == _STREAMS
+    assert gated.active_streams == 0
+    assert gated.tokens_emitted == sum(len(expected_tokens(prompt)) for prompt in prompts)
+    assert len(ends) == _STREAMS
+    assert {end["outcome"] for end in ends} == {"completed"}
+    assert len({end["request_id"] for end in ends}) == _STREAMS
+    print(
+        f"\n{_STREAMS} simultaneous streams, {gated.tokens_emitted} tokens, all intact in {elapsed_s:.2f} s"
+    )
+
+
+# --- the official openai SDK as the client ---
+
+
+@pytest.fixture
+def openai_server(make_app: AppFactory, serve: ServeFactory) -> Iterator[RunningServer]:
+    with serve(make_app()) as server:
+        yield server
+
+
+def test_openai_sdk_streams_a_chat_completion(openai_server: RunningServer) -> None:
+    import openai
+
+    with openai.OpenAI(
+        base_url=f"{openai_server.base_url}/v1", api_key="x", max_retries=0, timeout=10
+    ) as client:
+        stream = client.chat.completions.create(
+            model="mock",
+            messages=[{"role": "user", "content": _PROMPT}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        with stream:
+            chunks = list(stream)
+
+    texts = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert texts == expected_tokens(_PROMPT)
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
+        "stop"
+    ]
+    usage = chunks[-1].usage
+    assert usage is not None
+    assert (usage.prompt_tokens, usage.completion_tokens) == (expected_prompt_tokens(_PROMPT), len(texts))
+
+
+def test_openai_sdk_gets_a_whole_completion_and_lists_models(openai_server: RunningServer) -> None:
+    import openai
+
+    with openai.OpenAI(
+        base_url=f"{openai_server.base_url}/v1", api_key="x", max_retries=0, timeout=10
+    ) as client:
+        completion = client.chat.completions.create(
+            model="mock", messages=[{"role": "user", "content": _PROMPT}], max_tokens=12
+        )
+        models = client.models.list()
+
+    assert completion.object == "chat.completion"
+    assert completion.choices[0].message.content == "".join(expected_tokens(_PROMPT)[:12])
+    assert completion.choices[0].finish_reason == "length"
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens == 12
+    assert [model.id for model in models] == ["mock"]
+
+
+def _contents(chunks: Iterable[ChatCompletionChunk]) -> Iterator[str]:
+    for chunk in chunks:
+        if chunk.choices and chunk.choices[0].delta.content:
+            yield chunk.choices[0].delta.content
+
+
+def test_openai_sdk_raises_api_error_for_a_mid_stream_failure(openai_server: RunningServer) -> None:
+    import openai
+
+    received: list[str] = []
+    with openai.OpenAI(
+        base_url=f"{openai_server.base_url}/v1", api_key="x", max_retries=0, timeout=10
+    ) as client:
+        stream = client.chat.completions.create(
+            model="mock",
+            messages=[{"role": "user", "content": _PROMPT}],
+            stream=True,
+            extra_body={"mock": {"fail_after": 3}},
+        )
+        with stream, pytest.raises(openai.APIError) as caught:
+            received.extend(_contents(stream))
+
+    assert received == expected_tokens(_PROMPT)[:3]
+    assert not isinstance(caught.value, openai.APIStatusError)  # in-band, after a 200
+    assert "mock failure" in caught.value.message
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_openai_sdk_raises_rate_limit_error_before_the_first_token(
+    openai_server: RunningServer, stream: bool
+) -> None:
+    import openai
+
+    with (
+        openai.OpenAI(
+            base_url=f"{openai_server.base_url}/v1", api_key="x", max_retries=0, timeout=10
+        ) as client,
+        pytest.raises(openai.RateLimitError) as caught,
+    ):
+        client.chat.completions.create(
+            model="mock",
+            messages=[{"role": "user", "content": _PROMPT}],
+            stream=stream,
+            extra_body={"mock": {"error": "rate_limit"}},
+        )
+
+    assert caught.value.status_code == 429
+    assert caught.value.code == "rate_limit_exceeded"
+    assert caught.value.response.headers["retry-after"] == "1"
+
+
+def test_async_openai_sdk_streams_with_mock_pacing(openai_server: RunningServer) -> None:
+    import openai
+
+    async def body() -> list[str]:
+        async with openai.AsyncOpenAI(
+            base_url=f"{openai_server.base_url}/v1", api_key="x", max_retries=0, timeout=10
+        ) as client:
+            stream = await client.chat.completions.create(
+                model="mock",
+                messages=[{"role": "user", "content": _PROMPT}],
+                stream=True,
+                max_tokens=10,
+                extra_body={"mock": {"delay_ms": 5}},
+            )
+            async with stream:
+                return [
+                    c.choices[0].delta.content
+                    async for c in stream
+                    if c.choices and c.choices[0].delta.content
+                ]
+
+    assert run_async(body, timeout_s=20) == expected_tokens(_PROMPT)[:10]
+
+
+def test_openai_sdk_with_api_keys(make_app: AppFactory, serve: ServeFactory) -> None:
+    import openai
+
+    with serve(make_app(api_keys=(Secret("tr-key-1"),))) as server:
+        base_url = f"{server.base_url}/v1"
+        with openai.OpenAI(base_url=base_url, api_key="tr-key-1", max_retries=0, timeout=10) as client:
+            assert [model.id for model in client.models.list()] == ["mock"]
+        with (
+            openai.OpenAI(base_url=base_url, api_key="wrong", max_retries=0, timeout=10) as client,
+            pytest.raises(openai.AuthenticationError) as caught,
+        ):
+            client.chat.completions.create(model="mock", messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.code == "invalid_api_key"
