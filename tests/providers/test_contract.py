@@ -77,6 +77,16 @@ def openai_fake_transport_case() -> Iterator[ProviderCase]:
     )
 
 
+@contract_case("openai-chained-to-this-app")
+@contextmanager
+def openai_chained_case() -> Iterator[ProviderCase]:
+    # The OpenAI provider against our own OpenAI-compatible /v1 (uvicorn on 127.0.0.1, serving the mock).
+    from tests.support.chained import openai_chained_to_this_app
+
+    with openai_chained_to_this_app() as (provider, open_mock_streams):
+        yield ProviderCase(provider=provider, model="mock", open_upstream_streams=open_mock_streams)
+
+
 @pytest.fixture(params=list(CONTRACT_CASES))
 def case(request: pytest.FixtureRequest) -> Iterator[ProviderCase]:
     with CONTRACT_CASES[request.param]() as provider_case:
