@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from typing import Annotated, Any, Final
+from urllib.parse import urlsplit
 
 import msgspec
 from litestar import WebSocket, websocket
@@ -33,6 +34,7 @@ from providers.protocol import MockDirectives, TextDelta
 
 # 4000 + the HTTP status, the convention Litestar itself uses for application close codes.
 CLOSE_UNAUTHORIZED: Final = 4401
+CLOSE_FORBIDDEN: Final = 4403
 AUTH_TIMEOUT_S: Final = 10.0
 MAX_IN_FLIGHT: Final = 16
 
@@ -101,8 +103,28 @@ def prompt_id_of(raw: str | bytes) -> str | None:
     return candidate if isinstance(candidate, str) and candidate else None
 
 
-class _Unauthorized(Exception):
-    """Raised when a socket offers no valid API key; the socket is closed with `CLOSE_UNAUTHORIZED`."""
+class _Refused(Exception):
+    """Raised when a socket may not be used; it is told why, then closed with `code`."""
+
+    def __init__(self, reason: str, *, code: int, error: ApiError) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.error = error
+
+
+def _unauthorized(reason: str) -> _Refused:
+    return _Refused(reason, code=CLOSE_UNAUTHORIZED, error=unauthorized(reason))
+
+
+def cross_origin(origin: str | None, host: str | None) -> bool:
+    """Whether a browser page from another site opened the socket.
+
+    Browsers apply neither the same-origin policy nor CORS to WebSockets, so without this check any web page
+    could drive a server on the visitor's machine, with its upstream key. Non-browser clients send no Origin.
+    """
+    if origin is None:
+        return False
+    return host is None or urlsplit(origin).netloc.lower() != host.lower()
 
 
 class _SocketSession:
@@ -117,15 +139,20 @@ class _SocketSession:
     async def run(self) -> None:
         await self._socket.accept()
         try:
+            headers = self._socket.headers
+            if cross_origin(headers.get("origin"), headers.get("host")):
+                reason = "cross-origin WebSocket refused"
+                error = ApiError(403, reason, type="permission_error", code="cross_origin")
+                raise _Refused(reason, code=CLOSE_FORBIDDEN, error=error)
             await self._authenticate()
             while (raw := await self._receive()) is not None:
                 await self._handle(raw)
-        except _Unauthorized as exc:
+        except _Refused as exc:
             reason = str(exc)
-            log_event("ws_unauthorized", logging.WARNING, reason=reason)
+            log_event("ws_refused", logging.WARNING, reason=reason, code=exc.code)
             with contextlib.suppress(WebSocketDisconnect, OSError):
-                await self._send(ErrorEvent(error=unauthorized(reason).detail))
-                await self._socket.close(code=CLOSE_UNAUTHORIZED, reason=reason)
+                await self._send(ErrorEvent(error=exc.error.detail))
+                await self._socket.close(code=exc.code, reason=reason)
         finally:
             await self._cancel_all()
 
@@ -149,19 +176,19 @@ class _SocketSession:
                 async with asyncio.timeout(AUTH_TIMEOUT_S):
                     raw = await self._receive()
             except TimeoutError:
-                raise _Unauthorized(f"no API key within {AUTH_TIMEOUT_S:g}s") from None
+                raise _unauthorized(f"no API key within {AUTH_TIMEOUT_S:g}s") from None
             if raw is None:
-                raise _Unauthorized("closed before authenticating")
+                raise _unauthorized("closed before authenticating")
             first: ClientMessage | None
             try:
                 first = decode_client_message(raw)
             except ApiError:
                 first = None
             if not isinstance(first, AuthMessage):
-                raise _Unauthorized('missing API key: use ?api_key= or send {"type":"auth"} first')
+                raise _unauthorized('missing API key: use ?api_key= or send {"type":"auth"} first')
             offered = first.api_key
         if not key_matches(offered, keys):
-            raise _Unauthorized("invalid API key")
+            raise _unauthorized("invalid API key")
 
     async def _handle(self, raw: str | bytes) -> None:
         if len(raw) > self._services.settings.max_body_bytes:
@@ -180,7 +207,7 @@ class _SocketSession:
         else:
             keys = self._services.settings.api_keys
             if keys and not key_matches(message.api_key, keys):
-                raise _Unauthorized("invalid API key")
+                raise _unauthorized("invalid API key")
 
     async def _start(self, message: PromptMessage) -> None:
         prompt_id = message.id

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Origin
 
 from app.settings import Secret
-from app.ws import CLOSE_UNAUTHORIZED, MAX_IN_FLIGHT
+from app.ws import CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, MAX_IN_FLIGHT
 from providers.mock import MockProvider
 from tests.app.conftest import AppFactory, LogCapture, ServeFactory
 from tests.app.helpers import expected_tokens, user
@@ -63,13 +64,18 @@ def run_with_socket(
     provider: MockProvider | None = None,
     query: str = "",
     headers: dict[str, str] | None = None,
+    origin: str | None = None,
     **settings: Any,
 ) -> None:
     with serve(make_app(provider, **settings)) as server:
 
         async def main() -> None:
             async with connect(
-                f"{server.ws_url}/v1/ws{query}", additional_headers=headers, proxy=None, open_timeout=5
+                f"{server.ws_url}/v1/ws{query}",
+                additional_headers=headers,
+                origin=None if origin is None else Origin(origin.format(server=server.base_url)),
+                proxy=None,
+                open_timeout=5,
             ) as ws:
                 await body(ws)
 
@@ -210,9 +216,9 @@ MALFORMED: list[tuple[str, str | bytes, str | None, str, str | None]] = [
     ("not json", "hello?", None, "invalid_json", None),
     ("not utf-8", b'{"type": "cancel", "id": "\xff"}', None, "invalid_json", None),
     ("not an object", "[1, 2]", None, "invalid_value", None),
-    ("no type", '{"id": "m1"}', "m1", "invalid_value", None),
+    ("no type", '{"id": "m1"}', "m1", "invalid_value", "type"),
     ("unknown type", '{"type": "launch", "id": "m1"}', "m1", "invalid_value", "type"),
-    ("no messages", '{"type": "prompt", "id": "m1"}', "m1", "invalid_value", None),
+    ("no messages", '{"type": "prompt", "id": "m1"}', "m1", "invalid_value", "messages"),
     ("empty messages", '{"type": "prompt", "id": "m1", "messages": []}', "m1", "invalid_value", "messages"),
     (
         "unknown role",
@@ -226,7 +232,7 @@ MALFORMED: list[tuple[str, str | bytes, str | None, str, str | None]] = [
         '{"type": "prompt", "id": "m1", "messages": [{"role": "user", "content": "hi"}], "temperature": 1}',
         "m1",
         "invalid_value",
-        None,
+        "temperature",
     ),
     (
         "id not a string",
@@ -247,7 +253,7 @@ MALFORMED: list[tuple[str, str | bytes, str | None, str, str | None]] = [
         '{"type": "prompt", "id": "m1", "messages": [{"role": "user", "content": "hi"}], "mock": {"nap": 1}}',
         "m1",
         "invalid_value",
-        "mock",
+        "mock.nap",
     ),
     ("cancel of an unknown id", '{"type": "cancel", "id": "m1"}', "m1", "stream_not_found", "id"),
 ]
@@ -273,8 +279,7 @@ def test_a_malformed_message_gets_an_error_and_the_socket_stays_usable(
         assert error.get("id") == prompt_id
         assert error["error"]["code"] == code
         assert error["error"]["type"] == "invalid_request_error"
-        if param is not None:
-            assert error["error"]["param"] == param
+        assert error["error"]["param"] == param
         await send(ws, prompt("ok", "still there?", max_tokens=2))
         messages = await until_terminal(ws, "ok")
         assert messages[-1]["type"] == "done"
@@ -383,3 +388,36 @@ def test_a_missing_or_wrong_api_key_closes_the_socket_with_4401(
         assert provider.tokens_emitted == 0
 
     run_with_socket(make_app, serve, body, query=query, api_keys=API_KEYS)
+
+
+def test_a_binary_frame_holding_json_is_a_message_too(make_app: AppFactory, serve: ServeFactory) -> None:
+    async def body(ws: ClientConnection) -> None:
+        await ws.send(json.dumps(prompt("bin", "hi", max_tokens=2)).encode())
+        messages = await until_terminal(ws, "bin")
+        assert [m["type"] for m in messages] == ["start", "delta", "delta", "done"]
+
+    run_with_socket(make_app, serve, body)
+
+
+def test_a_page_of_the_same_origin_may_open_the_socket(make_app: AppFactory, serve: ServeFactory) -> None:
+    async def body(ws: ClientConnection) -> None:
+        await send(ws, prompt("o", "hi", max_tokens=2))
+        assert (await until_terminal(ws, "o"))[-1]["type"] == "done"
+
+    run_with_socket(make_app, serve, body, origin="{server}")
+
+
+def test_a_page_of_another_origin_is_refused_with_4403(
+    make_app: AppFactory, serve: ServeFactory, provider: MockProvider
+) -> None:
+    async def body(ws: ClientConnection) -> None:
+        error = await receive(ws)
+        assert error["error"]["code"] == "cross_origin"
+        assert error["error"]["type"] == "permission_error"
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == CLOSE_FORBIDDEN
+        assert provider.active_streams == 0
+
+    run_with_socket(make_app, serve, body, origin="http://attacker.example")
