@@ -249,6 +249,26 @@ def test_an_error_event_is_shown_and_the_partial_answer_kept(
 
 
 @pytest.mark.browser
+@pytest.mark.parametrize("transport", ["fetch", "eventsource"])
+def test_heartbeats_before_the_first_token_are_ignored_while_ttft_counts_up(
+    page: Page, make_app: AppFactory, serve: ServeFactory, transport: str
+) -> None:
+    with serve(make_app(heartbeat_interval_s=0.05)) as server:
+        open_page(page, server)
+        ask(page, transport=transport, max_tokens=5, mock={"stall_ms": 600})
+        # Still waiting for the first token, after the first heartbeats: the counter runs, nothing is shown.
+        page.wait_for_function(
+            "() => document.getElementById('ttft').textContent.endsWith('s…')"
+            " && parseFloat(document.getElementById('ttft').textContent) >= 0.2"
+        )
+        assert output_text(page) == ""
+        assert wait_for_end(page)[0] == "done"
+    assert output_text(page) == "".join(expected_tokens(PROMPT)[:5])
+    assert text(page, "#ttft").endswith(" ms")
+    assert int(text(page, "#ttft").removesuffix(" ms")) >= 600
+
+
+@pytest.mark.browser
 def test_an_http_error_status_is_shown_with_the_servers_message(page: Page, server: RunningServer) -> None:
     open_page(page, server)
     ask(page, transport="fetch", mock={"error": "rate_limit"})
