@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from typing import Literal
 
@@ -63,6 +64,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_prompts: bool = False
     host: str = "127.0.0.1"
     port: int = 8000
+    cancel_table: str | None = None
+    cancel_poll_interval_s: float = 1.0
+    lambda_deadline_margin_s: float = 2.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -106,7 +110,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             log_prompts=env.flag("LOG_PROMPTS", default=False),
             host=env.text("HOST") or "127.0.0.1",
             port=int(env.number("PORT", 8000, minimum=1, maximum=65535, integer=True)),
+            cancel_table=_table_name(env.text("CANCEL_TABLE")),
+            cancel_poll_interval_s=env.number("CANCEL_POLL_INTERVAL_S", 1.0, minimum=0.05, maximum=60),
+            lambda_deadline_margin_s=env.number("LAMBDA_DEADLINE_MARGIN_S", 2.0, minimum=0, maximum=60),
         )
+
+
+def _table_name(value: str) -> str | None:
+    """A DynamoDB table name or ARN, checked so that a typo fails at cold start, not at the first cancel."""
+    if not value:
+        return None
+    name = value.rsplit("/", 1)[-1] if value.startswith("arn:") else value
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{3,255}", name):
+        raise SettingsError(f"CANCEL_TABLE={value!r} is not a DynamoDB table name (3-255 of A-Za-z0-9_.-)")
+    return value
 
 
 class _Env:

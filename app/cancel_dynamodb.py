@@ -1,0 +1,161 @@
+"""Stream cancels in DynamoDB, so that a cancel reaching one Lambda instance stops a stream on another.
+
+On Lambda each instance serves one request at a time: while an instance streams, the cancel request for
+that stream is necessarily served by a different instance, so the registry must be shared. One item per
+live stream: `stream_id` (hash key), `cancelled`, and `expires_at` (epoch seconds, the table's TTL
+attribute) so that items of crashed instances disappear on their own.
+
+Nothing here sits between a stream and its first byte: registration and release are written in the
+background, and a per-stream watcher polls the item and keeps a local flag that `is_cancelled` reads.
+A slow or failing table therefore delays a cancel, never a token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any, Final
+
+from app.logs import log_event
+
+# How often the session reads the local flag; the table itself is read every `poll_interval_s`.
+_LOCAL_CHECK_S: Final = 0.1
+
+
+class DynamoDBCancelRegistry:
+    """A `CancelRegistry` whose live streams and cancel requests are items in a DynamoDB table."""
+
+    def __init__(
+        self,
+        table: str,
+        *,
+        poll_interval_s: float = 1.0,
+        ttl_s: float = 3600.0,
+        client: Any | None = None,
+    ) -> None:
+        if client is None:
+            # Imported only when a table is configured: boto3 adds ~0.2 s to a cold start.
+            import boto3
+
+            client = boto3.client("dynamodb")
+        self._client = client
+        self._table = table
+        self._table_poll_s = poll_interval_s
+        self._ttl_s = ttl_s
+        self._cancelled: dict[str, bool] = {}
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._writes: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def poll_interval_s(self) -> float:
+        return min(_LOCAL_CHECK_S, self._table_poll_s)
+
+    async def register(self, stream_id: str) -> None:
+        self._cancelled[stream_id] = False
+        self._writes[stream_id] = self._spawn(self._put(stream_id))
+        self._watchers[stream_id] = asyncio.create_task(
+            self._watch(stream_id), name=f"cancel-watch-{stream_id}"
+        )
+
+    async def request_cancel(self, stream_id: str) -> bool:
+        if stream_id in self._cancelled:  # streamed by this very process: no need to ask the table
+            self._cancelled[stream_id] = True
+            return True
+        try:
+            await asyncio.to_thread(
+                self._client.update_item,
+                TableName=self._table,
+                Key={"stream_id": {"S": stream_id}},
+                UpdateExpression="SET cancelled = :yes",
+                # A stream that ended (item deleted) or whose instance died (item expired) is not running.
+                ConditionExpression="attribute_exists(stream_id) AND expires_at > :now",
+                ExpressionAttributeValues={":yes": {"BOOL": True}, ":now": {"N": str(int(time.time()))}},
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    async def is_cancelled(self, stream_id: str) -> bool:
+        return self._cancelled.get(stream_id, False)
+
+    async def release(self, stream_id: str) -> None:
+        self._cancelled.pop(stream_id, None)
+        watcher = self._watchers.pop(stream_id, None)
+        if watcher is not None:
+            watcher.cancel()
+        registered = self._writes.pop(stream_id, None)
+        self._spawn(self._delete(stream_id, registered))
+
+    async def flush(self) -> None:
+        """Wait for the background writes issued so far (shutdown, tests)."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def _put(self, stream_id: str) -> None:
+        await self._call(
+            "register",
+            stream_id,
+            self._client.put_item,
+            TableName=self._table,
+            Item={
+                "stream_id": {"S": stream_id},
+                "cancelled": {"BOOL": False},
+                "expires_at": {"N": str(int(time.time() + self._ttl_s))},
+            },
+        )
+
+    async def _delete(self, stream_id: str, registered: asyncio.Task[None] | None) -> None:
+        if registered is not None:
+            # A delete that overtook the put would leave the item behind until it expires.
+            await asyncio.gather(registered, return_exceptions=True)
+        await self._call(
+            "release",
+            stream_id,
+            self._client.delete_item,
+            TableName=self._table,
+            Key={"stream_id": {"S": stream_id}},
+        )
+
+    async def _watch(self, stream_id: str) -> None:
+        while True:
+            await asyncio.sleep(self._table_poll_s)
+            item = await self._call(
+                "poll",
+                stream_id,
+                self._client.get_item,
+                TableName=self._table,
+                Key={"stream_id": {"S": stream_id}},
+                ProjectionExpression="cancelled",
+                ConsistentRead=True,
+            )
+            if item is not None and item.get("Item", {}).get("cancelled", {}).get("BOOL") is True:
+                if stream_id in self._cancelled:
+                    self._cancelled[stream_id] = True
+                return
+
+    async def _call(self, operation: str, stream_id: str, method: Any, **kwargs: Any) -> Any:
+        """Run one blocking boto3 call off the event loop; a failure is logged, never raised into a stream."""
+        try:
+            return await asyncio.to_thread(method, **kwargs)
+        except Exception as exc:
+            log_event(
+                "cancel_table_error",
+                logging.WARNING,
+                operation=operation,
+                stream_id=stream_id,
+                exc_type=type(exc).__name__,
+            )
+            return None
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    @property
+    def live_streams(self) -> int:
+        return len(self._cancelled)
