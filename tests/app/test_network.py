@@ -240,6 +240,31 @@ def test_an_explicit_cancel_stops_a_running_stream_with_a_terminal_event(
     assert provider.active_streams == 0
 
 
+@pytest.mark.parametrize("path", ["/v1/stream", "/v1/chat/completions"])
+def test_an_in_band_error_ends_the_http_response_cleanly(
+    make_app: AppFactory, serve: ServeFactory, path: str
+) -> None:
+    async def body() -> tuple[bytes, bytes]:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
+            request = {"messages": user(_PROMPT), "stream": True, "mock": {"fail_after": 2}}
+            if path == "/v1/stream":
+                del request["stream"]
+            # A truncated chunked body would raise here (httpx.RemoteProtocolError).
+            failed = await client.post(path, json=request)
+            assert failed.status_code == 200
+            # ...and the connection is still good for the next request.
+            healthy = await client.get("/healthz")
+            return failed.content, healthy.content
+
+    with serve(make_app()) as server:
+        failed, healthy = run_async(body, timeout_s=20)
+
+    last = failed.rstrip(b"\n").rsplit(b"\n\n", 1)[-1]
+    assert b'"code":"upstream_stream_error"' in last
+    assert b"[DONE]" not in failed
+    assert msgspec.json.decode(healthy)["status"] == "ok"
+
+
 # --- concurrency ---
 
 

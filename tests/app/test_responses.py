@@ -254,3 +254,25 @@ def test_a_host_deadline_already_past_is_a_504(exchange: Callable[..., Exchange]
     body = b"".join(sent.message.get("body", b"") for sent in call.bodies)
     assert msgspec.json.decode(body)["error"]["code"] == "deadline"
     assert call.provider.tokens_emitted == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "last_kind"),
+    [("/v1/stream", "error"), ("/v1/chat/completions", "data")],
+)
+def test_an_in_band_error_ends_the_response_cleanly(
+    exchange: Callable[..., Exchange], path: str, last_kind: str
+) -> None:
+    body: dict[str, Any] = {"messages": user(_PROMPT), "mock": {"fail_after": 2}}
+    if path.endswith("completions"):
+        body["stream"] = True
+    call = exchange(path, body)
+
+    run_async(call.run, timeout_s=10)
+
+    assert call.start["status"] == 200
+    kinds = [kind for kind, _ in call.frames_sent()]
+    assert kinds[-1] == last_kind
+    [frame] = parse_frames(call.bodies[-2].message["body"])
+    assert frame.json()["error"]["code"] == "upstream_stream_error"
+    assert call.bodies[-1].message == {"type": "http.response.body", "body": b"", "more_body": False}
