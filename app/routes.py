@@ -34,7 +34,14 @@ from app.schemas import (
     UsageInfo,
 )
 from app.settings import Settings
-from app.streaming import DEADLINE_SCOPE_EXTENSION, Completed, Failed, StreamLimits, StreamSession
+from app.streaming import (
+    DEADLINE_SCOPE_EXTENSION,
+    STREAM_FAILURE_SCOPE_EXTENSION,
+    Completed,
+    Failed,
+    StreamLimits,
+    StreamSession,
+)
 from providers.protocol import ChatRequest, Provider, TextDelta
 
 VERSION = "0.1.0"
@@ -90,6 +97,7 @@ def open_session(
         endpoint=endpoint,
         limits=limits,
         cancels=services.cancels,
+        on_failure=extensions.get(STREAM_FAILURE_SCOPE_EXTENSION),
     )
 
 

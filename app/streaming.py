@@ -14,7 +14,7 @@ import enum
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -26,6 +26,9 @@ from providers.protocol import ChatRequest, Finish, Provider, StreamItem, TextDe
 
 # An ASGI scope extension through which a host (the Lambda runtime) caps a stream's deadline.
 DEADLINE_SCOPE_EXTENSION: Final = "tokenrelay.deadline_epoch_s"
+# An ASGI scope extension holding a `StreamFailureHook`: the host (the Lambda runtime) learns that a stream
+# failed, so it can flag the invocation (error trailers) besides the in-band `error` event the client gets.
+STREAM_FAILURE_SCOPE_EXTENSION: Final = "tokenrelay.on_stream_failure"
 
 _QUEUE_SIZE: Final = 64
 
@@ -79,6 +82,7 @@ class Failed:
 
 
 SessionEvent = TextDelta | Heartbeat | Completed | Failed
+StreamFailureHook = Callable[[Failed], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +172,7 @@ class StreamSession:
         endpoint: str,
         limits: StreamLimits,
         cancels: CancelRegistry,
+        on_failure: StreamFailureHook | None = None,
     ) -> None:
         self.provider = provider
         self.request = request
@@ -175,6 +180,7 @@ class StreamSession:
         self.endpoint = endpoint
         self.limits = limits
         self._cancels = cancels
+        self._on_failure = on_failure
         self._queue = _Channel(_QUEUE_SIZE)
         self.started_at = time.perf_counter()
         self.first_token_at: float | None = None
@@ -218,7 +224,7 @@ class StreamSession:
         queue = self._queue
         loop = asyncio.get_running_loop()
         loop_clock = time.monotonic
-        now = loop_clock()
+        now = started_at = loop_clock()
         deadline_at = now + limits.deadline_s
         if limits.deadline_epoch_s is not None:
             deadline_at = min(deadline_at, now + (limits.deadline_epoch_s - time.time()))
@@ -271,7 +277,7 @@ class StreamSession:
                     cancel_check_at = now + poll_s
                     if await self._cancels.is_cancelled(self.stream_id):
                         outcome = Outcome.CANCELLED
-                        yield Failed(_cancelled_error(), outcome)
+                        yield self._failed(_cancelled_error(), outcome)
                         return
                 if isinstance(item, TextDelta):
                     if self.deltas >= max_tokens:
@@ -296,18 +302,20 @@ class StreamSession:
                     return
                 elif isinstance(item, _PumpFailure):
                     outcome = Outcome.ERROR
-                    yield Failed(self._translate(item.error), outcome)
+                    yield self._failed(self._translate(item.error), outcome)
                     return
                 elif item is _Timer.HEARTBEAT:
                     heartbeat_at = now + heartbeat_s
                     yield HEARTBEAT
                 elif item is _Timer.IDLE:
                     outcome = Outcome.IDLE_TIMEOUT
-                    yield Failed(_budget_error(outcome, limits.idle_timeout_s), outcome)
+                    yield self._failed(_budget_error(outcome, limits.idle_timeout_s), outcome)
                     return
                 elif item is _Timer.DEADLINE:
                     outcome = Outcome.DEADLINE
-                    yield Failed(_budget_error(outcome, limits.deadline_s), outcome)
+                    # The budget that ran out: the configured one, or the host's (Lambda) when sooner.
+                    budget_s = max(0.0, round(deadline_at - started_at, 1))
+                    yield self._failed(_budget_error(outcome, budget_s), outcome)
                     return
         finally:
             self.ended_at = time.perf_counter()
@@ -318,6 +326,12 @@ class StreamSession:
                 await pump
             await self._cancels.release(self.stream_id)
             self._log_end(outcome)
+
+    def _failed(self, error: ApiError, outcome: Outcome) -> Failed:
+        failed = Failed(error, outcome)
+        if self._on_failure is not None:
+            self._on_failure(failed)
+        return failed
 
     def _translate(self, exc: BaseException) -> ApiError:
         if isinstance(exc, ProviderError):
