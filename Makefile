@@ -8,12 +8,12 @@ PORT ?= 8000
 MOCK_TOKEN_DELAY_MS ?= 30
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check bench clean
+.PHONY: run test lint typecheck check bench package clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -31,6 +31,14 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/python -m mypy
+
+# Every benchmark at full size, each figure beside its baseline (BENCHMARKS.md says how to read them).
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+# The Lambda artifact (arm64, python3.12), trimmed, with cold-path bytecode: dist/tokenrelay-lambda.zip.
+package: $(STAMP)
+	$(BIN)/python -m scripts.lambda_package
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -38,20 +38,20 @@ class Server:
 def serve(name: str, *, stamp: bool = False) -> Iterator[Server]:
     """Run `python -m bench.serve NAME` until the block exits."""
     command = [sys.executable, "-m", "bench.serve", name, *(["--stamp"] if stamp else [])]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line.strip():
-            raise RuntimeError(f"bench.serve {name} did not start (exit code {process.wait(10)})")
-        yield Server(name, int(line), process.pid)
-    finally:
-        process.terminate()
+    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) as process:
         try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            if not line.strip():
+                raise RuntimeError(f"bench.serve {name} did not start (exit code {process.wait(10)})")
+            yield Server(name, int(line), process.pid)
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def request_bytes(method: str, target: str, body: bytes = b"") -> bytes:

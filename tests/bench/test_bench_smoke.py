@@ -1,0 +1,37 @@
+"""Every benchmark runs at smoke size and prints its table, so the scripts cannot rot.
+
+Nothing here asserts a time: on a shared two-core machine the numbers of a smoke run mean nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+
+import pytest
+
+from bench.report import HEADER
+
+EXPECTED_ROWS = {
+    "overhead": [
+        "/v1/stream tokens/s vs bare ASGI",
+        "/v1/chat/completions tokens/s vs FastAPI + sse-starlette",
+    ],
+    "ttfb": ["uvicorn /v1/stream added p50 (ms)", "uvicorn /v1/chat/completions added p99 (ms)"],
+    "coldstart": ["ours in-process, mock vs import litestar", "mock path imports openai"],
+    "package": ["zipped artifact (MB)", "largest: tokenrelay (our code)"],
+    "concurrency": ["lost tokens", "corrupted tokens", "server CPU per 1,000 tokens (ms)"],
+}
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("name", sorted(EXPECTED_ROWS))
+def test_a_smoke_run_prints_the_table(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    module = importlib.import_module(f"bench.{name}")
+
+    assert module.main(["--smoke"]) == 0
+
+    printed = capsys.readouterr().out
+    assert re.search(r"\s*\|\s*".join(re.escape(column) for column in HEADER), printed), printed
+    for row in EXPECTED_ROWS[name]:
+        assert f"| {row}" in printed, f"{row!r} missing from:\n{printed}"
