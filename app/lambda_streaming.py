@@ -1,0 +1,223 @@
+"""Streamed invocations: a function-URL or REST API event in, the ASGI app's response out as it is made.
+
+Mangum's event handlers turn the event into the ASGI scope and request body; Mangum's HTTP cycle buffers,
+so this module plays the server instead. At `http.response.start` it opens the streamed response and
+writes the HTTP-integration prelude (JSON status, headers and cookies, then 8 NUL bytes); every
+`http.response.body` chunk follows as its own HTTP chunk, at once.
+
+Failures: before the response started, the invocation is reported on `/invocation/{id}/error` (the client
+gets a 502 from Lambda). After it started, the status is gone, so the stream ends with error trailers;
+the client learns about it from the in-band `error` event the app wrote (or that this module writes when
+the app itself crashed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from typing import Any, Final
+
+import msgspec
+from mangum.handlers import APIGateway, HTTPGateway
+from mangum.handlers.api_gateway import _combine_headers_v2
+from mangum.types import LambdaConfig, Message
+
+from app import sse
+from app.errors import internal_error
+from app.lambda_context import ASGIApp, FunctionInfo, InvocationContext
+from app.lambda_runtime_api import ErrorReport, Invocation, ResponseStream, RuntimeApiClient, RuntimeApiError
+from app.logs import log_event
+from app.schemas import ErrorEvent
+from app.streaming import STREAM_FAILURE_SCOPE_EXTENSION, Failed, Outcome
+
+PRELUDE_DELIMITER: Final = b"\0" * 8
+
+# Event sources whose integrations can stream, in Mangum's order of inference: function URLs (and HTTP
+# APIs, whose payload 2.0 looks the same but which buffer) and API Gateway REST APIs.
+_STREAMING_SOURCES: Final = (HTTPGateway, APIGateway)
+_CONFIG: Final = LambdaConfig(api_gateway_base_path="/", text_mime_types=[], exclude_headers=[])
+_encode = msgspec.json.Encoder().encode
+
+
+class UnsupportedEventError(Exception):
+    """Raised when an event does not come from an HTTP integration that can stream (ALB, direct invoke)."""
+
+
+def request_for_event(event: Any, context: Any) -> tuple[dict[str, Any], bytes]:
+    """The ASGI scope and request body of a function-URL or REST API event."""
+    if isinstance(event, dict):
+        for source in _STREAMING_SOURCES:
+            if source.infer(event, context, _CONFIG):
+                handler = source(event, context, _CONFIG)
+                return dict(handler.scope), handler.body
+    raise UnsupportedEventError(
+        "this function streams: invoke it through its function URL or an API Gateway REST API "
+        "with response streaming (ALB, HTTP APIs and direct invokes need the buffered handler)"
+    )
+
+
+def http_integration_prelude(status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The metadata Lambda sends to the client as status and headers, then the 8-NUL delimiter.
+
+    Repeated headers are comma-joined and `set-cookie` goes to `cookies` (Mangum's rule for payload 2.0).
+    JSON escapes control characters, so the prelude itself never contains a NUL byte.
+    """
+    combined, cookies = _combine_headers_v2([[name, value] for name, value in headers])
+    return _encode({"statusCode": status, "headers": combined, "cookies": cookies}) + PRELUDE_DELIMITER
+
+
+class StreamingCycle:
+    """Plays the ASGI server for one invocation, writing its response to the Runtime API as it comes."""
+
+    def __init__(self, client: RuntimeApiClient, request_id: str, scope: dict[str, Any], body: bytes) -> None:
+        self._client = client
+        self._request_id = request_id
+        self._scope = scope
+        self._body = body
+        self._request_sent = False
+        self._stream: ResponseStream | None = None
+        self._done = False
+        self._completed = asyncio.Event()
+        self._status = 0
+        self._event_stream = False
+        self._failure: ErrorReport | None = None
+        self._started_at = time.perf_counter()
+
+    async def run(self, app: ASGIApp) -> None:
+        """Run the app for this invocation; `RuntimeApiError` escapes, the app's own errors do not."""
+        extensions = self._scope.get("extensions") or {}
+        extensions[STREAM_FAILURE_SCOPE_EXTENSION] = self._on_stream_failure
+        self._scope["extensions"] = extensions
+        try:
+            await app(self._scope, self._receive, self._send)
+        except RuntimeApiError:
+            raise  # the Runtime API connection broke: nothing more can be told to Lambda on it
+        except Exception as exc:
+            await self._fail(exc)
+            return
+        if self._stream is None:
+            await self._client.report_invocation_error(
+                self._request_id,
+                ErrorReport(error_type="Function.NoResponse", error_message="the app sent no response"),
+            )
+        elif not self._done:  # the app returned without its final body message
+            await self._end()
+
+    async def _receive(self) -> Message:
+        if not self._request_sent:
+            self._request_sent = True
+            return {"type": "http.request", "body": self._body, "more_body": False}
+        # Lambda never reports a client that went away; the only disconnect is the end of the response.
+        await self._completed.wait()
+        return {"type": "http.disconnect"}
+
+    async def _send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self._stream is not None:
+                raise RuntimeError("http.response.start sent twice")
+            headers = [(bytes(name), bytes(value)) for name, value in message.get("headers", ())]
+            self._status = int(message["status"])
+            self._event_stream = any(
+                name.lower() == b"content-type" and value.startswith(b"text/event-stream")
+                for name, value in headers
+            )
+            self._stream = await self._client.open_response_stream(self._request_id)
+            await self._stream.write(http_integration_prelude(self._status, headers))
+        elif kind == "http.response.body":
+            if self._stream is None or self._done:
+                raise RuntimeError("http.response.body outside a response")
+            await self._stream.write(message.get("body", b""))
+            if not message.get("more_body", False):
+                await self._end()
+        else:
+            raise RuntimeError(f"unexpected ASGI message {kind!r}")
+
+    def _on_stream_failure(self, failed: Failed) -> None:
+        # Before the response started, the failure is the HTTP status the client gets; a cancel is the
+        # client's wish, not a fault of the function.
+        if self._stream is None or failed.outcome is Outcome.CANCELLED:
+            return
+        detail = failed.error.detail
+        self._failure = ErrorReport(error_type=detail.code or detail.type, error_message=detail.message)
+
+    async def _fail(self, exc: Exception) -> None:
+        log_event("lambda_app_error", request_id=self._request_id, exc_type=type(exc).__name__)
+        report = ErrorReport(error_type=type(exc).__name__, error_message="the app raised an exception")
+        if self._stream is None:
+            await self._client.report_invocation_error(
+                self._request_id,
+                ErrorReport(error_type=f"Function.{report.error_type}", error_message=report.error_message),
+            )
+            return
+        if self._done:
+            return
+        if self._event_stream:
+            # The app died before writing its own terminal event: clients still get one.
+            await self._stream.write(
+                sse.event(_encode(ErrorEvent(error=internal_error().detail)), name="error")
+            )
+        self._failure = report
+        await self._end()
+
+    async def _end(self) -> None:
+        assert self._stream is not None
+        self._done = True
+        try:
+            await self._stream.finish(self._failure)
+        finally:
+            self._completed.set()
+        log_event(
+            "lambda_invocation_end",
+            request_id=self._request_id,
+            status=self._status,
+            bytes=self._stream.bytes_sent,
+            stream_error=self._failure.error_type if self._failure else None,
+            duration_ms=round((time.perf_counter() - self._started_at) * 1000, 2),
+        )
+
+
+class StreamingRuntime:
+    """Serves invocations one at a time, each as a streamed response of the ASGI app."""
+
+    def __init__(self, app: ASGIApp, client: RuntimeApiClient, function: FunctionInfo) -> None:
+        self._app = app
+        self._client = client
+        self._function = function
+
+    async def serve_forever(self) -> None:
+        """Poll `/next` and stream each response; returns only by raising `RuntimeApiError` from `/next`."""
+        while True:
+            invocation = await self._client.next_invocation()
+            try:
+                await self.handle(invocation)
+            except RuntimeApiError as exc:
+                # This invocation is lost (Lambda times it out); the next one may well succeed.
+                log_event(
+                    "runtime_api_error", logging.ERROR, request_id=invocation.request_id, error=str(exc)
+                )
+
+    async def handle(self, invocation: Invocation) -> None:
+        # The X-Ray SDK and the AWS SDKs read the current invocation's trace header from here.
+        if invocation.trace_id:
+            os.environ["_X_AMZN_TRACE_ID"] = invocation.trace_id
+        else:
+            os.environ.pop("_X_AMZN_TRACE_ID", None)
+        context = InvocationContext(
+            request_id=invocation.request_id,
+            deadline_ms=invocation.deadline_ms,
+            invoked_function_arn=invocation.function_arn,
+            function=self._function,
+            client_context=invocation.client_context,
+            identity=invocation.cognito_identity,
+        )
+        try:
+            scope, body = request_for_event(json.loads(invocation.event), context)
+        except (ValueError, UnsupportedEventError) as exc:
+            report = ErrorReport(error_type="Function.UnsupportedEvent", error_message=str(exc))
+            await self._client.report_invocation_error(invocation.request_id, report)
+            return
+        await StreamingCycle(self._client, invocation.request_id, scope, body).run(self._app)

@@ -1,0 +1,134 @@
+"""Lambda test fixtures: the fake Runtime API, the runtime as Lambda starts it, moto, sample events."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.lambda_.fake_runtime_api import FakeRuntimeApi, running_fake
+
+ROOT = Path(__file__).resolve().parents[2]
+WRAPPER = ROOT / "app" / "lambda_bootstrap"
+EVENTS = ROOT / "events"
+
+
+def load_event(name: str, **changes: Any) -> dict[str, Any]:
+    """A sample event from `events/`, with top-level keys replaced."""
+    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    event.update(changes)
+    return event
+
+
+def function_url_event(method: str, path: str, body: Any = None, *, query: str = "") -> dict[str, Any]:
+    """A function-URL (payload 2.0) event for any request, built on the sample one."""
+    event = load_event("function-url-stream.json")
+    event["rawPath"] = path
+    event["rawQueryString"] = query
+    event["requestContext"]["http"].update(method=method, path=path)
+    event["body"] = None if body is None else json.dumps(body)
+    return event
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeRuntimeApi]:
+    with running_fake() as api:
+        yield api
+
+
+@dataclass
+class RuntimeProcess:
+    """The streaming runtime in a child process, started the way Lambda starts a wrapper script."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def logs(self) -> list[dict[str, Any]]:
+        lines = self.log_path.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def wait(self, timeout_s: float = 15.0) -> int:
+        return self.process.wait(timeout_s)
+
+
+def lambda_environment(fake: FakeRuntimeApi, **overrides: str) -> dict[str, str]:
+    """The variables Lambda sets for a python3.12 function with our wrapper, and only those."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "AWS_LAMBDA_RUNTIME_API": fake.address,
+        "AWS_LAMBDA_EXEC_WRAPPER": str(WRAPPER),
+        "LAMBDA_TASK_ROOT": str(ROOT),
+        "LAMBDA_RUNTIME_DIR": "/var/runtime",
+        "_HANDLER": "handler.handler",
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+        "AWS_LAMBDA_FUNCTION_NAME": "tokenrelay-stream",
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+        "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/tokenrelay-stream",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "2026/11/24/[$LATEST]0123456789abcdef",
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        "AWS_REGION": "eu-west-1",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "HEARTBEAT_INTERVAL_S": "15",
+    }
+    env.update(overrides)
+    return env
+
+
+StartRuntime = Callable[..., RuntimeProcess]
+
+
+@pytest.fixture
+def start_runtime(fake: FakeRuntimeApi, tmp_path: Path) -> Iterator[StartRuntime]:
+    """Start `app/lambda_bootstrap <interpreter> <original args>`; SIGTERM and reap it after the test."""
+    started: list[RuntimeProcess] = []
+
+    def start(**env: str) -> RuntimeProcess:
+        log_path = tmp_path / f"runtime-{len(started)}.log"
+        with log_path.open("wb") as log:
+            # Lambda passes the runtime's own start command; the wrapper must replace it, not run it.
+            process = subprocess.Popen(
+                [str(WRAPPER), sys.executable, "-u", "/var/runtime/bootstrap.py"],
+                env=lambda_environment(fake, **env),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        runtime = RuntimeProcess(process, log_path)
+        started.append(runtime)
+        return runtime
+
+    yield start
+    for runtime in started:
+        if runtime.process.poll() is None:
+            runtime.process.terminate()
+        try:
+            runtime.process.wait(10)
+        except subprocess.TimeoutExpired:
+            runtime.process.kill()
+            runtime.process.wait(5)
+            raise
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto's in-process AWS, with credentials that could never reach a real account."""
+    from moto import mock_aws
+
+    for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    with mock_aws():
+        yield
