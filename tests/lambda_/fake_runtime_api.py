@@ -152,6 +152,12 @@ class FakeRuntimeApi:
                 raise AssertionError(f"no matching request within {timeout_s}s; seen: {seen}")
             return found[0]
 
+    def wait_for_arrival(self, method_and_path: str, *, count: int = 1, timeout_s: float = 10.0) -> None:
+        """Block until `count` requests (`"GET /path"`) have arrived, answered or not."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: self._paths().count(method_and_path) >= count, timeout_s):
+                raise AssertionError(f"not {count} x {method_and_path} within {timeout_s}s: {self._paths()}")
+
     def wait_for_chunk(self, request_id: str, needle: bytes, *, timeout_s: float = 10.0) -> Request:
         """Block until a streamed response of `request_id` has received a chunk containing `needle`."""
         path = f"{PREFIX}/invocation/{request_id}/response"
@@ -173,8 +179,12 @@ class FakeRuntimeApi:
         return self.wait_for(lambda r: r.path == path, timeout_s=timeout_s)
 
     def paths(self) -> list[str]:
+        """`"METHOD path"` of every request so far, in order of arrival."""
         with self._lock:
-            return [f"{r.method} {r.path}" for r in self.requests]
+            return self._paths()
+
+    def _paths(self) -> list[str]:
+        return [f"{r.method} {r.path}" for r in self.requests]
 
     # Called from handler threads.
 
