@@ -96,7 +96,9 @@ class FakeRuntimeApi:
         server.daemon_threads = True
         server.fake = self  # type: ignore[attr-defined]
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="fake-runtime-api", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-runtime-api", daemon=True
+        )
 
     @property
     def address(self) -> str:
