@@ -6,7 +6,8 @@ Each figure is a new process (`subprocess`), repeated in shuffled rounds; median
 - `import litestar`: the floor any Litestar service pays (the target's reference);
 - ours in-process: `create_app()` from the environment, then `GET /v1/stream` until its first body byte;
 - the buffered Lambda handler: `handler.handler(event, context)` has returned;
-- the streaming Lambda runtime: the fake Runtime API received the first body chunk;
+- the streaming Lambda runtime (`app/lambda_bootstrap`, as Lambda starts it, with an invocation waiting):
+  the fake Runtime API of the Lambda tests received the first body chunk after the prelude;
 - the baseline: a minimal Mangum + FastAPI function (`bench/baselines/mangum_fastapi.py`) has returned.
 
 With the OpenAI provider selected, requests go to a local stand-in server (`bench/fake_openai.py`).
@@ -27,7 +28,9 @@ from dataclasses import dataclass, field
 
 from bench import report
 from bench.client import ROOT
+from bench.coldstart_event import function_url_event
 from bench.fake_openai import fake_openai
+from bench.lambda_host import first_body_chunk_at, lambda_environment, running_fake, start_runtime
 from bench.report import Row, median, print_table, ratio
 
 TITLE = "Cold start: fresh process to the first byte of the first response"
@@ -67,6 +70,15 @@ asyncio.run(main())
 print(first[0], flush=True)
 """
 
+_BUFFERED_HANDLER = """
+import time
+import handler
+from bench.coldstart_event import function_url_event, lambda_context
+response = handler.handler(function_url_event(), lambda_context())
+assert response["statusCode"] == 200, response
+print(time.perf_counter(), flush=True)
+"""
+
 _MANGUM_FASTAPI = """
 import time
 from bench.baselines.mangum_fastapi import handler
@@ -85,6 +97,7 @@ class Scenario:
     code: str
     env: Mapping[str, str] = field(default_factory=dict)
     openai: bool = False
+    streaming_runtime: bool = False
 
 
 def scenarios() -> list[Scenario]:
@@ -93,6 +106,12 @@ def scenarios() -> list[Scenario]:
         Scenario("import litestar", "import litestar\n" + _PRINT_NOW),
         Scenario("ours in-process, mock", _ASGI_FIRST_BYTE, {"PROVIDER": "mock"}),
         Scenario("ours in-process, openai", _ASGI_FIRST_BYTE, {"PROVIDER": "openai"}, openai=True),
+        Scenario("ours buffered handler, mock", _BUFFERED_HANDLER, {"PROVIDER": "mock"}),
+        Scenario("ours buffered handler, openai", _BUFFERED_HANDLER, {"PROVIDER": "openai"}, openai=True),
+        Scenario("ours streaming runtime, mock", "", {"PROVIDER": "mock"}, streaming_runtime=True),
+        Scenario(
+            "ours streaming runtime, openai", "", {"PROVIDER": "openai"}, openai=True, streaming_runtime=True
+        ),
         Scenario("Mangum + FastAPI", _MANGUM_FASTAPI),
     ]
 
@@ -108,6 +127,8 @@ def child_env(extra: Mapping[str, str], base_url: str) -> dict[str, str]:
 
 def spawn_to_first_byte(scenario: Scenario, base_url: str) -> float:
     """Seconds from spawning the process to the moment it reports."""
+    if scenario.streaming_runtime:
+        return runtime_to_first_byte(scenario, base_url)
     env = child_env(scenario.env, base_url)
     started = time.perf_counter()
     command = [sys.executable, "-c", scenario.code]
@@ -117,6 +138,19 @@ def spawn_to_first_byte(scenario: Scenario, base_url: str) -> float:
     if done.returncode != 0:
         raise RuntimeError(f"{scenario.label} failed:\n{done.stderr[-2000:]}")
     return float(done.stdout.split()[-1]) - started
+
+
+def runtime_to_first_byte(scenario: Scenario, base_url: str) -> float:
+    """Seconds from spawning the streaming runtime to the fake Runtime API's first body chunk."""
+    extra = dict(scenario.env)
+    if extra.get("PROVIDER") == "openai":
+        extra.update(OPENAI_API_KEY="sk-bench", OPENAI_BASE_URL=base_url)
+    with running_fake() as fake:  # a fresh one: a stale long poll must not take the next invocation
+        request_id = fake.invoke(function_url_event())
+        started = time.perf_counter()
+        with start_runtime(fake, env=lambda_environment(fake, **extra)):
+            response = fake.response(request_id, timeout_s=60)
+        return first_body_chunk_at(response) - started
 
 
 def measure(runs: int, chosen: Sequence[Scenario]) -> dict[str, list[float]]:

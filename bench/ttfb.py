@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 from collections.abc import Sequence
 
 from bench import report, workload
 from bench.client import Recording, fetch, request_bytes, serve
+from bench.coldstart_event import function_url_event
+from bench.lambda_host import FakeRuntimeApi, lambda_environment, running_fake, start_runtime
 from bench.report import Row, percentile, print_table
 from bench.serve import STAMP_PREFIX
 
@@ -62,9 +65,59 @@ async def sample_uvicorn(samples: int) -> dict[tuple[str, str], list[float]]:
     return out
 
 
-def rows(samples: dict[tuple[str, str], list[float]], host: str) -> list[Row]:
+def lambda_added_ms(fake: FakeRuntimeApi, request_id: str) -> float:
+    """From the provider's stamp to the fake Runtime API's receipt of the chunk that completed its frame."""
+    response = fake.response(request_id, timeout_s=30)
+    seen = b""
+    for chunk in response.chunks:
+        seen += chunk.data
+        at = seen.find(_NATIVE_MARK)
+        if at >= 0 and seen.find(b"\n\n", at) >= 0:
+            start = at + len(_NATIVE_MARK)
+            stamp_ns = int(seen[start : seen.index(b'"', start)])
+            return (chunk.at * 1e9 - stamp_ns) / 1e6
+    raise RuntimeError("no stamped delta in the streamed response")
+
+
+def sample_lambda(samples: int) -> dict[tuple[str, str], list[float]]:
+    """The same, through the streaming runtime under the fake Runtime API (one runtime per app)."""
+    path, _, query = workload.native_target(3, stall_ms=1).partition("?")
+    event = function_url_event(path, query)
+    out: dict[tuple[str, str], list[float]] = {}
+    with running_fake() as ours_api, running_fake() as bare_api:
+        runtimes = {"ours": ours_api, "bare": bare_api}
+        with (
+            start_runtime(
+                ours_api,
+                [sys.executable, "-m", "bench.lambda_child", "ours", "--stamp"],
+                lambda_environment(ours_api),
+            ),
+            start_runtime(
+                bare_api,
+                [sys.executable, "-m", "bench.lambda_child", "bare", "--stamp"],
+                lambda_environment(bare_api),
+            ),
+        ):
+            names = list(runtimes)
+            for name in names:  # warm-up (and wait for both runtimes to be up)
+                lambda_added_ms(runtimes[name], runtimes[name].invoke(event))
+            shuffler = random.Random(13)
+            for _ in range(samples):
+                shuffler.shuffle(names)
+                for name in names:
+                    fake = runtimes[name]
+                    added = lambda_added_ms(fake, fake.invoke(event))
+                    out.setdefault((name, "/v1/stream"), []).append(added)
+    return out
+
+
+def rows(
+    samples: dict[tuple[str, str], list[float]],
+    host: str,
+    labels: tuple[str, ...] = ("/v1/stream", "/v1/chat/completions"),
+) -> list[Row]:
     out: list[Row] = []
-    for label in ("/v1/stream", "/v1/chat/completions"):
+    for label in labels:
         ours = samples[("ours", label)]
         bare = samples[("bare", label)]
         p50, base50 = percentile(ours, 50), percentile(bare, 50)
@@ -89,12 +142,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     samples = 5 if args.smoke else args.samples
     uvicorn_samples = asyncio.run(sample_uvicorn(samples))
+    lambda_samples = sample_lambda(samples)
     print_table(
         TITLE,
-        rows(uvicorn_samples, "uvicorn"),
+        rows(uvicorn_samples, "uvicorn") + rows(lambda_samples, "Lambda streaming runtime", ("/v1/stream",)),
         [
             f"{samples} samples per figure, interleaved; baseline: a bare ASGI app (same provider, frames) "
-            "under the same uvicorn. One uvicorn worker per app, client in the benchmark process, loopback."
+            "under the same uvicorn, or in the same streaming runtime (`bench/lambda_child.py`) under the "
+            "fake Runtime API of the Lambda tests. Client and fake in the benchmark process, loopback."
         ],
     )
     return 0
