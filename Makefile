@@ -8,7 +8,7 @@ PORT ?= 8000
 MOCK_TOKEN_DELAY_MS ?= 30
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck check bench package clean
+.PHONY: run test lint typecheck check bench package build-StreamFunction build-BufferedFunction clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ bench: $(STAMP)
 # The Lambda artifact (arm64, python3.12), trimmed, with cold-path bytecode: dist/tokenrelay-lambda.zip.
 package: $(STAMP)
 	$(BIN)/python -m scripts.lambda_package
+
+# `sam build` (template.yaml, BuildMethod: makefile) builds each function's code with these.
+build-StreamFunction build-BufferedFunction: $(STAMP)
+	$(BIN)/python -m scripts.lambda_package --out "$(ARTIFACTS_DIR)" --no-zip
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

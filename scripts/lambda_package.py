@@ -1,8 +1,10 @@
 """Build the Lambda deployment artifact: runtime dependencies for the target platform, our code, trimmed.
 
-What `sam build` would ship for `python3.12` on `arm64`, minus what never runs there:
+What `sam build` would ship for `python3.12` on `arm64`, minus what never runs there. `make package` zips
+it into dist/; `sam build` runs it through the template's `BuildMethod: makefile` (`--out $ARTIFACTS_DIR
+--no-zip`):
 
-    python scripts/lambda_package.py [--out dist/lambda] [--zip dist/tokenrelay-lambda.zip]
+    python -m scripts.lambda_package [--out dist/lambda] [--zip dist/tokenrelay-lambda.zip] [--no-zip]
                                      [--arch arm64] [--python-version 3.12] [--no-trim] [--no-bytecode]
 
 Dependencies are the `[project].dependencies` of pyproject.toml, installed as binary wheels for the target
@@ -235,9 +237,9 @@ def build(
     requirements: Sequence[str] | None = None,
 ) -> list[str]:
     """A fresh deployment tree in `out`; returns what trimming removed."""
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.iterdir():  # emptied, not replaced: `sam build` hands over ARTIFACTS_DIR itself
+        _remove(stale)
     needed = runtime_requirements() if requirements is None else requirements
     install(out, needed, arch=arch, python_version=python_version)
     copy_sources(out)
@@ -259,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "dist" / "lambda")
     parser.add_argument("--zip", type=Path, default=ROOT / "dist" / "tokenrelay-lambda.zip")
+    parser.add_argument("--no-zip", action="store_true", help="leave the tree only (`sam build` zips it)")
     parser.add_argument("--arch", choices=sorted(PLATFORMS), default="arm64")
     parser.add_argument("--python-version", default="3.12")
     parser.add_argument("--no-trim", action="store_true")
@@ -273,8 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         bytecode=not args.no_bytecode,
         python=args.python,
     )
-    size = zip_tree(args.out, args.zip)
-    print(f"{args.zip}: {size / 1e6:.1f} MB ({args.arch}, python{args.python_version})")
+    if not args.no_zip:
+        size = zip_tree(args.out, args.zip)
+        print(f"{args.zip}: {size / 1e6:.1f} MB ({args.arch}, python{args.python_version})")
     return 0
 
 
