@@ -132,3 +132,35 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
     with mock_aws():
         yield
+
+
+def sam_template() -> dict[str, Any]:
+    """template.yaml as data, intrinsic functions as `{"Ref": ...}`-style dictionaries."""
+    from samtranslator.yaml_helper import yaml_parse
+
+    parsed: dict[str, Any] = yaml_parse((ROOT / "template.yaml").read_text())
+    return parsed
+
+
+@pytest.fixture
+def cancel_table(aws: None) -> str:
+    """The cancel table, created in moto exactly as template.yaml declares it."""
+    import boto3
+
+    properties = sam_template()["Resources"]["CancelTable"]["Properties"]
+    client = boto3.client("dynamodb")
+    name = "tokenrelay-cancels"
+    client.create_table(
+        TableName=name,
+        BillingMode=properties["BillingMode"],
+        AttributeDefinitions=properties["AttributeDefinitions"],
+        KeySchema=properties["KeySchema"],
+    )
+    client.update_time_to_live(
+        TableName=name,
+        TimeToLiveSpecification={
+            "AttributeName": properties["TimeToLiveSpecification"]["AttributeName"],
+            "Enabled": properties["TimeToLiveSpecification"]["Enabled"],
+        },
+    )
+    return name
