@@ -8,7 +8,9 @@ it is never logged and never written back to `os.environ`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
 import msgspec
@@ -44,10 +46,11 @@ def with_openai_api_key(
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        if secret_id:
-            key = _from_secrets_manager(client_factory("secretsmanager", **_region_of(name)), name)
-        else:
-            key = _from_parameter_store(client_factory("ssm", **_region_of(name)), name)
+        with _botocore_quiet():
+            if secret_id:
+                key = _from_secrets_manager(client_factory("secretsmanager", **_region_of(name)), name)
+            else:
+                key = _from_parameter_store(client_factory("ssm", **_region_of(name)), name)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "ClientError")
         raise SettingsError(f"{variable}={name!r}: cannot read the OpenAI key ({code})") from exc
@@ -85,6 +88,19 @@ def _from_parameter_store(client: Any, name: str) -> str:
         raise SettingsError(f"{SSM_PARAMETER_VARIABLE}={name!r} must be a SecureString (it is not encrypted)")
     value: str = parameter["Value"]
     return value
+
+
+@contextlib.contextmanager
+def _botocore_quiet() -> Iterator[None]:
+    """botocore logs whole response bodies at DEBUG, and Lambda's log-level control can set the root
+    logger to DEBUG (managed runtime, buffered handler): the secret would land in CloudWatch."""
+    logger = logging.getLogger("botocore")
+    level = logger.level
+    logger.setLevel(max(logging.INFO, logger.getEffectiveLevel()))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _region_of(name: str) -> dict[str, str]:
