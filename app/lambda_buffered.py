@@ -41,6 +41,8 @@ class BufferedHandler:
 
     def close(self) -> None:
         """Run lifespan shutdown and close the loop (Lambda never does; tests and scripts do)."""
+        if self._loop.is_closed():
+            return
         asyncio.set_event_loop(self._loop)
         self._lifespan.__exit__(None, None, None)
         self._loop.close()
