@@ -4,7 +4,7 @@ All three consume the same mock provider at zero delay and write byte-identical 
 called in-process with a recording `send`, so no network or client is measured. Runs are interleaved in a
 shuffled order and repeated; the table shows medians.
 
-    python -m bench.overhead [--tokens 10000] [--rounds 5] [--smoke]
+    python -m bench.overhead [--tokens 10000] [--rounds 9] [--smoke]
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def rows(samples: dict[tuple[str, str], list[float]], tokens: int) -> list[Row]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = report.parser(__doc__)
     parser.add_argument("--tokens", type=int, default=10_000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     args = parser.parse_args(argv)
     tokens, rounds = (200, 1) if args.smoke else (args.tokens, args.rounds)
     logging.getLogger("tokenrelay").setLevel(logging.WARNING)  # one `stream_end` line per run is noise here
