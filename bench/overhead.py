@@ -22,9 +22,11 @@ from bench.asgi import call
 from bench.baselines.bare_asgi import create_bare_app
 from bench.baselines.fastapi_sse import create_fastapi_app
 from bench.report import Row, median, print_table, ratio
+from bench.stages import STAGES, time_stage
 from providers.mock import MockProvider
 
 TITLE = "Per-token overhead (in-process ASGI, mock at zero delay)"
+STAGES_TITLE = "Where a token's time goes on /v1/stream (µs per token, in-process, same run)"
 VS_BARE = 0.7
 VS_FASTAPI = 2.0
 
@@ -54,28 +56,62 @@ def endpoints(tokens: int) -> list[Endpoint]:
 
 
 async def measure(tokens: int, rounds: int) -> dict[tuple[str, str], list[float]]:
-    """tokens/s per (app, endpoint), one sample per round."""
+    """tokens/s per (app, endpoint), and µs/token per pipeline stage; one sample per round."""
     provider = MockProvider()
     apps: dict[str, workload.ASGIApp] = {
         "ours": create_app(workload.settings(tokens), provider),
         "bare": create_bare_app(provider),
         "fastapi": create_fastapi_app(provider),
     }
-    cases = [(name, endpoint) for name in apps for endpoint in endpoints(tokens)]
-    samples: dict[tuple[str, str], list[float]] = {(name, e.label): [] for name, e in cases}
+    request = workload.chat_request(tokens)
+    cases: list[tuple[str, Endpoint | None]] = [(name, e) for name in apps for e in endpoints(tokens)]
+    cases += [(stage, None) for stage in STAGES]
+    samples: dict[tuple[str, str], list[float]] = {}
+
+    async def run(name: str, endpoint: Endpoint | None) -> None:
+        gc.collect()
+        if endpoint is None:
+            micros = await time_stage(STAGES[name], provider, request, tokens)
+            samples.setdefault(("stage", name), []).append(micros)
+            return
+        recorded = await call(apps[name], endpoint.method, endpoint.target, body=endpoint.body)
+        delivered = endpoint.count(recorded.body)
+        if recorded.status != 200 or delivered != tokens:
+            raise RuntimeError(f"{name} {endpoint.label}: status {recorded.status}, {delivered} deltas")
+        samples.setdefault((name, endpoint.label), []).append(tokens / recorded.seconds)
+
     for name, endpoint in cases:  # warm-up: imports, caches, first-call paths
-        await call(apps[name], endpoint.method, endpoint.target, body=endpoint.body)
+        await run(name, endpoint)
+    samples.clear()
     shuffler = random.Random(7)
     for _ in range(rounds):
         shuffler.shuffle(cases)
         for name, endpoint in cases:
-            gc.collect()
-            recorded = await call(apps[name], endpoint.method, endpoint.target, body=endpoint.body)
-            delivered = endpoint.count(recorded.body)
-            if recorded.status != 200 or delivered != tokens:
-                raise RuntimeError(f"{name} {endpoint.label}: status {recorded.status}, {delivered} deltas")
-            samples[name, endpoint.label].append(tokens / recorded.seconds)
+            await run(name, endpoint)
     return samples
+
+
+def stage_rows(samples: dict[tuple[str, str], list[float]]) -> list[Row]:
+    out: list[Row] = []
+    previous: float | None = None
+    for stage in STAGES:
+        micros = median(samples["stage", stage])
+        step = "" if previous is None else f"+{micros - previous:.2f} µs"
+        out.append(Row(stage, f"{micros:.2f}", "" if previous is None else f"{previous:.2f}", step))
+        previous = micros
+    ours = 1e6 / median(samples["ours", "/v1/stream"])
+    bare = 1e6 / median(samples["bare", "/v1/stream"])
+    assert previous is not None
+    out += [
+        Row(
+            "+ Litestar: the whole of ours (/v1/stream)",
+            f"{ours:.2f}",
+            f"{previous:.2f}",
+            f"+{ours - previous:.2f} µs",
+        ),
+        Row("bare ASGI app (the limit, for reference)", f"{bare:.2f}"),
+    ]
+    return out
 
 
 def rows(samples: dict[tuple[str, str], list[float]], tokens: int) -> list[Row]:
@@ -123,6 +159,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         TITLE,
         rows(samples, tokens),
         [f"{tokens:,}-token streams, {rounds} interleaved rounds, medians."],
+    )
+    print_table(
+        STAGES_TITLE,
+        stage_rows(samples),
+        [
+            "Each stage adds one layer to the one above: ours = µs/token of the stage, "
+            "baseline = the stage above."
+        ],
     )
     return 0
 
