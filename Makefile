@@ -19,7 +19,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	HOST=$(HOST) PORT=$(PORT) MOCK_TOKEN_DELAY_MS=$(MOCK_TOKEN_DELAY_MS) $(BIN)/python -m app
 
-test: $(STAMP)
+# Tools of the Lambda tests (the Runtime Interface Emulator from the aws-sam-cli wheel, Serverless v3 from
+# npm), fetched once; a test whose tool is missing is skipped with the reason.
+LAMBDA_TOOLS := $(VENV)/lambda-tools/.fetched
+$(LAMBDA_TOOLS): $(STAMP) tests/lambda_/tools.py
+	$(BIN)/python -m tests.lambda_.tools
+	touch $@
+
+test: $(STAMP) $(LAMBDA_TOOLS)
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m ruff format --check .
 	$(BIN)/python -m mypy
