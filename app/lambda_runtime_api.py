@@ -116,8 +116,12 @@ class RuntimeApiClient:
                 "Trailer": f"{ERROR_TYPE_TRAILER}, {ERROR_BODY_TRAILER}",
             },
         )
-        writer.write(head)
-        await writer.drain()
+        try:
+            writer.write(head)
+            await writer.drain()
+        except OSError as exc:
+            writer.close()
+            raise RuntimeApiError(f"cannot start the streamed response: {exc}") from exc
         return ResponseStream(reader, writer)
 
     async def report_invocation_error(self, request_id: str, report: ErrorReport) -> None:
@@ -129,11 +133,12 @@ class RuntimeApiClient:
         await self._post_error("/runtime/init/error", report)
 
     async def restore_next(self) -> None:
-        """SnapStart: returns once the instance was restored from its snapshot."""
-        await self._request("GET", "/runtime/restore/next", expect=(200, 204))
+        """SnapStart: returns once the instance was restored from its snapshot.
 
-    async def report_restore_error(self, report: ErrorReport) -> None:
-        await self._post_error("/runtime/restore/error", report)
+        The runtime has no after-restore work (the key, settings and app are meant to be shared by every
+        restored copy), so nothing is ever reported to `/runtime/restore/error`.
+        """
+        await self._request("GET", "/runtime/restore/next", expect=(200, 204))
 
     async def _post_error(self, path: str, report: ErrorReport) -> None:
         await self._request(
@@ -223,11 +228,6 @@ class ResponseStream:
                 f"the streamed response was rejected: {response.status} {response.body[:200]!r}"
             )
         return response
-
-    def abort(self) -> None:
-        """Drop the connection without ending the body (the runtime is going down)."""
-        self.finished = True
-        self._writer.close()
 
 
 async def read_response(reader: asyncio.StreamReader) -> HttpResponse:

@@ -145,7 +145,7 @@ class StreamingCycle:
         self._failure = ErrorReport(error_type=detail.code or detail.type, error_message=detail.message)
 
     async def _fail(self, exc: Exception) -> None:
-        log_event("lambda_app_error", request_id=self._request_id, exc_type=type(exc).__name__)
+        log_event("lambda_app_error", logging.ERROR, request_id=self._request_id, exc_type=type(exc).__name__)
         report = ErrorReport(error_type=type(exc).__name__, error_message="the app raised an exception")
         if self._stream is None:
             await self._client.report_invocation_error(
