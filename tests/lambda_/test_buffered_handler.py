@@ -147,7 +147,7 @@ def test_the_invocation_deadline_ends_a_buffered_stream_in_band(
     assert frames[0].event == "start"
     assert frames[-1].event == "error"
     assert frames[-1].json()["error"]["code"] == "deadline"
-    assert 0.5 < elapsed < 1.5
+    assert 0.5 < elapsed < 2.0  # ended by the 0.6 s budget, well before Lambda's kill at 2.6 s
 
 
 def test_errors_keep_their_status_and_json_body(buffered: tuple[BufferedHandler, LifespanCounter]) -> None:
