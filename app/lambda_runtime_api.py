@@ -74,6 +74,9 @@ class HttpResponse:
     body: bytes = b""
 
 
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
 class RuntimeApiClient:
     """The calls a runtime makes: next event, streamed or failed responses, init and restore reports."""
 
@@ -103,9 +106,15 @@ class RuntimeApiClient:
             event=response.body,
         )
 
-    async def open_response_stream(self, request_id: str) -> ResponseStream:
+    async def connect(self) -> Connection:
+        """A fresh connection, opened ahead of `open_response_stream` to take setup off the first byte."""
+        return await self._connect()
+
+    async def open_response_stream(
+        self, request_id: str, connection: Connection | None = None
+    ) -> ResponseStream:
         """Start the streamed response of an invocation; its body goes out chunk by chunk."""
-        reader, writer = await self._connect()
+        reader, writer = connection if connection is not None else await self._connect()
         head = self._head(
             "POST",
             f"/runtime/invocation/{request_id}/response",
@@ -173,7 +182,7 @@ class RuntimeApiClient:
             raise RuntimeApiError(f"{method} {path} answered {response.status}: {response.body[:200]!r}")
         return response
 
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _connect(self) -> Connection:
         try:
             # asyncio sets TCP_NODELAY on its sockets: small SSE chunks are not held back by Nagle.
             return await asyncio.open_connection(self._host, self._port, limit=_MAX_HEADER_LINE)

@@ -28,7 +28,14 @@ from mangum.types import LambdaConfig, Message
 from app import sse
 from app.errors import internal_error
 from app.lambda_context import ASGIApp, FunctionInfo, InvocationContext
-from app.lambda_runtime_api import ErrorReport, Invocation, ResponseStream, RuntimeApiClient, RuntimeApiError
+from app.lambda_runtime_api import (
+    Connection,
+    ErrorReport,
+    Invocation,
+    ResponseStream,
+    RuntimeApiClient,
+    RuntimeApiError,
+)
 from app.logs import log_event
 from app.schemas import ErrorEvent
 from app.streaming import STREAM_FAILURE_SCOPE_EXTENSION, Failed, Outcome
@@ -85,12 +92,16 @@ class StreamingCycle:
         self._event_stream = False
         self._failure: ErrorReport | None = None
         self._started_at = time.perf_counter()
+        self._connection: asyncio.Task[Connection] | None = None
 
     async def run(self, app: ASGIApp) -> None:
         """Run the app for this invocation; `RuntimeApiError` escapes, the app's own errors do not."""
         extensions = self._scope.get("extensions") or {}
         extensions[STREAM_FAILURE_SCOPE_EXTENSION] = self._on_stream_failure
         self._scope["extensions"] = extensions
+        # Connect while the app waits for the model's first token, so that token goes out without a
+        # connection setup in front of it.
+        self._connection = asyncio.create_task(self._client.connect())
         try:
             await app(self._scope, self._receive, self._send)
         except RuntimeApiError:
@@ -98,6 +109,8 @@ class StreamingCycle:
         except Exception as exc:
             await self._fail(exc)
             return
+        finally:
+            await self._drop_unused_connection()
         if self._stream is None:
             await self._client.report_invocation_error(
                 self._request_id,
@@ -125,7 +138,10 @@ class StreamingCycle:
                 name.lower() == b"content-type" and value.startswith(b"text/event-stream")
                 for name, value in headers
             )
-            self._stream = await self._client.open_response_stream(self._request_id)
+            connection, self._connection = self._connection, None
+            self._stream = await self._client.open_response_stream(
+                self._request_id, await connection if connection is not None else None
+            )
             await self._stream.write(http_integration_prelude(self._status, headers))
         elif kind == "http.response.body":
             if self._stream is None or self._done:
@@ -135,6 +151,18 @@ class StreamingCycle:
                 await self._end()
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
+
+    async def _drop_unused_connection(self) -> None:
+        """Close the early connection when no streamed response used it (errors before the first byte)."""
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        connection.cancel()
+        try:
+            _, writer = await connection
+        except (asyncio.CancelledError, RuntimeApiError):
+            return
+        writer.close()
 
     def _on_stream_failure(self, failed: Failed) -> None:
         # Before the response started, the failure is the HTTP status the client gets; a cancel is the
