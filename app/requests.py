@@ -33,14 +33,19 @@ async def decode_json_body(request: Request[Any, Any, Any], decoder: msgspec.jso
     body = await request.body()
     if not body.strip():
         raise invalid_request("the request body is empty; send a JSON object", code="invalid_json")
+    return decode_json(decoder, body, "the request body")
+
+
+def decode_json(decoder: msgspec.json.Decoder[T], raw: str | bytes, what: str) -> T:
+    """Decode JSON into a Struct, or raise a 400 naming the field at fault (`what` names the input)."""
     try:
-        return decoder.decode(body)
+        return decoder.decode(raw)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise from_validation_error(exc) from None
     except UnicodeDecodeError:
-        raise invalid_request("the request body is not valid UTF-8", code="invalid_encoding") from None
+        raise invalid_request(f"{what} is not valid UTF-8", code="invalid_encoding") from None
     except RecursionError:
-        raise invalid_request("the JSON body is nested too deeply", code="invalid_json") from None
+        raise invalid_request(f"{what} is nested too deeply", code="invalid_json") from None
 
 
 def decode_mock_query(raw: str | None) -> MockDirectives | None:

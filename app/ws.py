@@ -23,10 +23,10 @@ from litestar.datastructures import State
 from litestar.exceptions import WebSocketDisconnect
 
 from app.auth import bearer_token, key_matches, unauthorized
-from app.errors import ApiError, from_validation_error, invalid_request
+from app.errors import ApiError, invalid_request
 from app.framing import done_event, start_event
 from app.logs import log_event
-from app.requests import build_chat_request
+from app.requests import build_chat_request, decode_json
 from app.routes import Services, open_session, services_of
 from app.schemas import DeltaEvent, ErrorEvent, Messages, ModelId, PositiveInt, StreamEvent
 from app.streaming import Completed, Failed, StreamSession
@@ -77,21 +77,13 @@ class _AnyId(msgspec.Struct):
 
 
 _message_decoder: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)
-_decode_message = _message_decoder.decode
 _decode_id = msgspec.json.Decoder(_AnyId).decode
 _encode = msgspec.json.Encoder().encode
 
 
 def decode_client_message(raw: str | bytes) -> ClientMessage:
     """Decode one client message, or raise `ApiError` naming the field at fault."""
-    try:
-        return _decode_message(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise from_validation_error(exc) from None
-    except UnicodeDecodeError:
-        raise invalid_request("the message is not valid UTF-8", code="invalid_json") from None
-    except RecursionError:
-        raise invalid_request("the message is nested too deeply", code="invalid_json") from None
+    return decode_json(_message_decoder, raw, "the message")
 
 
 def prompt_id_of(raw: str | bytes) -> str | None:

@@ -6,7 +6,6 @@ its arrival; that is CLOCK_MONOTONIC, the clock `time.perf_counter()` reads in e
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -17,36 +16,27 @@ from pathlib import Path
 from typing import Any
 
 from bench.client import ROOT
-from tests.lambda_.fake_runtime_api import DELIMITER, FakeRuntimeApi, Request, running_fake
-
-WRAPPER = ROOT / "app" / "lambda_bootstrap"
+from tests.lambda_.fake_runtime_api import (
+    DELIMITER,
+    WRAPPER,
+    FakeRuntimeApi,
+    Request,
+    running_fake,
+)
+from tests.lambda_.fake_runtime_api import lambda_environment as base_environment
 
 __all__ = ["FakeRuntimeApi", "first_body_chunk_at", "lambda_environment", "running_fake", "start_runtime"]
 
 
 def lambda_environment(fake: FakeRuntimeApi, **overrides: str) -> dict[str, str]:
-    """What Lambda sets for a python3.12 function with our wrapper (plus this venv's interpreter)."""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "LANG": "C.UTF-8",
-        "AWS_LAMBDA_RUNTIME_API": fake.address,
-        "AWS_LAMBDA_EXEC_WRAPPER": str(WRAPPER),
-        "LAMBDA_TASK_ROOT": str(ROOT),
-        "LAMBDA_RUNTIME_DIR": "/var/runtime",
-        "_HANDLER": "handler.handler",
-        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
-        "AWS_LAMBDA_FUNCTION_NAME": "tokenrelay-stream",
-        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
-        "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/tokenrelay-stream",
-        "AWS_LAMBDA_LOG_STREAM_NAME": "bench",
-        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
-        "AWS_REGION": "us-east-1",
-        "LOG_LEVEL": "WARNING",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
-    env.update(overrides)
-    return env
+    """Lambda's variables (as the Lambda tests set them), sized and quietened for benchmarks."""
+    return base_environment(
+        fake,
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE="128",
+        LOG_LEVEL="WARNING",
+        PYTHONDONTWRITEBYTECODE="1",
+        **overrides,
+    )
 
 
 @contextmanager

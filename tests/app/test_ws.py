@@ -214,7 +214,7 @@ def test_a_failure_mid_stream_ends_with_an_error_after_the_deltas(
 MALFORMED: list[tuple[str, str | bytes, str | None, str, str | None]] = [
     # (case, raw message, id the error is addressed to, code, param)
     ("not json", "hello?", None, "invalid_json", None),
-    ("not utf-8", b'{"type": "cancel", "id": "\xff"}', None, "invalid_json", None),
+    ("not utf-8", b'{"type": "cancel", "id": "\xff"}', None, "invalid_encoding", None),
     ("not an object", "[1, 2]", None, "invalid_value", None),
     ("no type", '{"id": "m1"}', "m1", "invalid_value", "type"),
     ("unknown type", '{"type": "launch", "id": "m1"}', "m1", "invalid_value", "type"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -13,10 +12,14 @@ from typing import Any
 
 import pytest
 
-from tests.lambda_.fake_runtime_api import FakeRuntimeApi, running_fake
+from tests.lambda_.fake_runtime_api import (
+    ROOT,
+    WRAPPER,
+    FakeRuntimeApi,
+    lambda_environment,
+    running_fake,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-WRAPPER = ROOT / "app" / "lambda_bootstrap"
 EVENTS = ROOT / "events"
 
 
@@ -56,31 +59,6 @@ class RuntimeProcess:
 
     def wait(self, timeout_s: float = 15.0) -> int:
         return self.process.wait(timeout_s)
-
-
-def lambda_environment(fake: FakeRuntimeApi, **overrides: str) -> dict[str, str]:
-    """The variables Lambda sets for a python3.12 function with our wrapper, and only those."""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "LANG": "C.UTF-8",
-        "AWS_LAMBDA_RUNTIME_API": fake.address,
-        "AWS_LAMBDA_EXEC_WRAPPER": str(WRAPPER),
-        "LAMBDA_TASK_ROOT": str(ROOT),
-        "LAMBDA_RUNTIME_DIR": "/var/runtime",
-        "_HANDLER": "handler.handler",
-        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
-        "AWS_LAMBDA_FUNCTION_NAME": "tokenrelay-stream",
-        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
-        "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/tokenrelay-stream",
-        "AWS_LAMBDA_LOG_STREAM_NAME": "2026/11/24/[$LATEST]0123456789abcdef",
-        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
-        "AWS_REGION": "eu-west-1",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-        "HEARTBEAT_INTERVAL_S": "15",
-    }
-    env.update(overrides)
-    return env
 
 
 StartRuntime = Callable[..., RuntimeProcess]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import threading
 import time
 from collections import deque
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 PREFIX = "/2018-06-01/runtime"
@@ -305,3 +307,32 @@ def running_fake() -> Iterator[FakeRuntimeApi]:
         yield fake
     finally:
         fake.stop()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+WRAPPER = ROOT / "app" / "lambda_bootstrap"
+
+
+def lambda_environment(fake: FakeRuntimeApi, **overrides: str) -> dict[str, str]:
+    """The variables Lambda sets for a python3.12 function with our wrapper, and only those."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "AWS_LAMBDA_RUNTIME_API": fake.address,
+        "AWS_LAMBDA_EXEC_WRAPPER": str(WRAPPER),
+        "LAMBDA_TASK_ROOT": str(ROOT),
+        "LAMBDA_RUNTIME_DIR": "/var/runtime",
+        "_HANDLER": "handler.handler",
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+        "AWS_LAMBDA_FUNCTION_NAME": "tokenrelay-stream",
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+        "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/tokenrelay-stream",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "2026/11/24/[$LATEST]0123456789abcdef",
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        "AWS_REGION": "eu-west-1",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "HEARTBEAT_INTERVAL_S": "15",
+    }
+    env.update(overrides)
+    return env

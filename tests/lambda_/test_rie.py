@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.lambda_.conftest import ROOT, WRAPPER, function_url_event, load_event
-from tests.lambda_.fake_runtime_api import DELIMITER
+from tests.lambda_.conftest import function_url_event, load_event
+from tests.lambda_.fake_runtime_api import DELIMITER, ROOT, WRAPPER
 from tests.lambda_.tools import rie_binary
 from tests.support.sse import events, parse_frames
 

@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.lambda_.conftest import ROOT, WRAPPER, sam_template
+from tests.lambda_.conftest import sam_template
+from tests.lambda_.fake_runtime_api import ROOT, WRAPPER
 from tests.lambda_.tools import serverless_cli
 
 WRAPPER_ON_LAMBDA = "/var/task/app/lambda_bootstrap"
