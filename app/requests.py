@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
+from urllib.parse import unquote_to_bytes
 
 import msgspec
 from litestar import Request
@@ -60,6 +61,23 @@ def decode_mock_query(raw: str | None) -> MockDirectives | None:
         raise invalid_request(
             f"invalid mock directives: {error.detail.message}", param=f"mock.{param}" if param else "mock"
         ) from None
+
+
+def check_query_encoding(query_string: bytes) -> None:
+    """Reject a query whose percent-decoded values are not UTF-8, naming the parameter.
+
+    Frameworks decode them with replacement characters, which would stream an answer to a prompt the
+    client never sent.
+    """
+    for pair in query_string.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        try:
+            unquote_to_bytes(value.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            param = unquote_to_bytes(name).decode("utf-8", "replace")
+            raise invalid_request(
+                f"the query parameter {param!r} is not valid UTF-8", param=param, code="invalid_encoding"
+            ) from None
 
 
 def query_int(params: Mapping[str, str], name: str) -> int | None:

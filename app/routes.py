@@ -18,7 +18,13 @@ from app.cancel import CancelRegistry
 from app.errors import ApiError, invalid_request
 from app.framing import native_stream, openai_stream
 from app.logs import log_event
-from app.requests import build_chat_request, decode_json_body, decode_mock_query, query_int
+from app.requests import (
+    build_chat_request,
+    check_query_encoding,
+    decode_json_body,
+    decode_mock_query,
+    query_int,
+)
 from app.responses import EventStreamResponse
 from app.schemas import (
     AssistantMessage,
@@ -214,6 +220,7 @@ async def _native_response(
 
 @get("/v1/stream", tags=["stream"], summary="Stream an answer as named SSE events (EventSource-friendly)")
 async def stream_get(request: Request[Any, Any, Any], state: State) -> EventStreamResponse:
+    check_query_encoding(request.scope["query_string"])
     params = request.query_params
     prompt = params.get("prompt")
     if not prompt:

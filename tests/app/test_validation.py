@@ -249,9 +249,22 @@ def test_malformed_stream_queries_are_rejected_naming_the_parameter(
     _assert_error(response, status, param)
 
 
-def test_percent_encoded_invalid_utf8_in_a_query_is_not_a_server_error(client: TestClient[Litestar]) -> None:
-    response = client.get("/v1/stream?prompt=%ff%fe&mock=%ff")
-    _assert_error(response, 400, "mock")
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [("prompt=%ff%fe&mock=%ff", "prompt"), ("prompt=hi&mock=%ff", "mock"), ("prompt=caf%C3", "prompt")],
+)
+def test_percent_encoded_invalid_utf8_in_a_query_is_rejected_naming_the_parameter(
+    client: TestClient[Litestar], query: str, param: str
+) -> None:
+    response = client.get(f"/v1/stream?{query}")
+    _assert_error(response, 400, param)
+    assert response.json()["error"]["code"] == "invalid_encoding"
+
+
+def test_percent_encoded_utf8_in_a_query_is_accepted(client: TestClient[Litestar]) -> None:
+    response = client.get("/v1/stream?prompt=caf%C3%A9+cr%C3%A8me&max_tokens=3")
+    assert response.status_code == 200
+    assert "event: done" in response.text
 
 
 @pytest.mark.parametrize(
