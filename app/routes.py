@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ from litestar.params import FromPath
 
 from app.cancel import CancelRegistry
 from app.errors import ApiError, invalid_request
-from app.framing import native_stream, openai_stream
+from app.framing import native_stream, openai_stream, usage_info
 from app.logs import log_event
 from app.requests import (
     build_chat_request,
@@ -37,7 +38,6 @@ from app.schemas import (
     ModelCard,
     ModelList,
     StreamRequest,
-    UsageInfo,
 )
 from app.settings import Settings
 from app.streaming import (
@@ -45,6 +45,7 @@ from app.streaming import (
     STREAM_FAILURE_SCOPE_EXTENSION,
     Completed,
     Failed,
+    SessionEvent,
     StreamLimits,
     StreamSession,
 )
@@ -143,11 +144,7 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
     )
     session = open_session(services, request, chat, "chat.completions")
     completion_id = f"chatcmpl-{session.stream_id}"
-    events = session.events()
-    first = await anext(events)
-    if isinstance(first, Failed):
-        await events.aclose()
-        raise first.error
+    first, events = await _read_ahead(session)
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
         frames = openai_stream(
@@ -157,7 +154,24 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
     return Response(await _complete(session, first, events, completion_id), headers=_stream_headers(session))
 
 
-async def _complete(session: StreamSession, first: Any, events: Any, completion_id: str) -> ChatCompletion:
+async def _read_ahead(
+    session: StreamSession,
+) -> tuple[SessionEvent, AsyncGenerator[SessionEvent, None]]:
+    """The session's first event and the rest; a failure before any byte is sent is raised as its status."""
+    events = session.events()
+    first = await anext(events)
+    if isinstance(first, Failed):
+        await events.aclose()
+        raise first.error
+    return first, events
+
+
+async def _complete(
+    session: StreamSession,
+    first: SessionEvent,
+    events: AsyncGenerator[SessionEvent, None],
+    completion_id: str,
+) -> ChatCompletion:
     """Collect a whole generation for `stream: false`."""
     parts: list[str] = []
     event = first
@@ -166,7 +180,6 @@ async def _complete(session: StreamSession, first: Any, events: Any, completion_
             if isinstance(event, TextDelta):
                 parts.append(event.text)
             elif isinstance(event, Completed):
-                usage = event.usage
                 return ChatCompletion(
                     id=completion_id,
                     created=int(time.time()),
@@ -178,13 +191,7 @@ async def _complete(session: StreamSession, first: Any, events: Any, completion_
                             finish_reason=event.finish_reason,
                         )
                     ],
-                    usage=UsageInfo(
-                        prompt_tokens=usage.prompt_tokens,
-                        completion_tokens=usage.completion_tokens,
-                        total_tokens=usage.total_tokens,
-                    )
-                    if usage
-                    else None,
+                    usage=usage_info(event.usage),
                 )
             elif isinstance(event, Failed):
                 raise event.error
@@ -210,11 +217,7 @@ async def _native_response(
         mock=mock,
     )
     session = open_session(services, request, chat, "stream")
-    events = session.events()
-    first = await anext(events)
-    if isinstance(first, Failed):
-        await events.aclose()
-        raise first.error
+    first, events = await _read_ahead(session)
     return EventStreamResponse(native_stream(session, first, events), headers=_stream_headers(session))
 
 
