@@ -19,8 +19,7 @@ from typing import Any
 from mangum import Mangum
 from mangum.protocols.lifespan import LifespanCycle
 
-from app.lambda_context import quiet_mangum_logs, with_invocation_deadline
-from app.secret_sources import with_openai_api_key
+from app.lambda_context import configured_app, with_invocation_deadline
 
 
 class BufferedHandler:
@@ -51,11 +50,5 @@ class BufferedHandler:
 
 def build_handler(environ: Mapping[str, str] | None = None) -> BufferedHandler:
     """The buffered handler for this instance, configured from the environment (and its secret)."""
-    from app.factory import create_app
-    from app.logs import configure_logging
-    from app.settings import Settings
-
-    settings = Settings.from_env(with_openai_api_key(os.environ if environ is None else environ))
-    configure_logging(settings.log_level)
-    quiet_mangum_logs()
-    return BufferedHandler(create_app(settings), deadline_margin_s=settings.lambda_deadline_margin_s)
+    app, settings = configured_app(os.environ if environ is None else environ)
+    return BufferedHandler(app, deadline_margin_s=settings.lambda_deadline_margin_s)

@@ -11,11 +11,14 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mangum.types import ASGI, Receive, Scope, Send
 
 from app.streaming import DEADLINE_SCOPE_EXTENSION
+
+if TYPE_CHECKING:
+    from app.settings import Settings
 
 # Mangum's ASGI types: what its handlers and lifespan cycle accept.
 ASGIApp = ASGI
@@ -69,6 +72,23 @@ class InvocationContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, self._deadline_ms - int(time.time() * 1000))
+
+
+def configured_app(environ: Mapping[str, str]) -> tuple[Any, Settings]:
+    """The app and its settings as every Lambda instance starts them, whichever the entry point.
+
+    The OpenAI key is read from its secret store first, logs become JSON lines at the configured level,
+    and Mangum keeps to warnings.
+    """
+    from app.factory import create_app
+    from app.logs import configure_logging
+    from app.secret_sources import with_openai_api_key
+    from app.settings import Settings
+
+    settings = Settings.from_env(with_openai_api_key(environ))
+    configure_logging(settings.log_level)
+    quiet_mangum_logs()
+    return create_app(settings), settings
 
 
 def quiet_mangum_logs() -> None:

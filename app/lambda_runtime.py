@@ -73,17 +73,13 @@ async def _start(
 
     from mangum.protocols.lifespan import LifespanCycle
 
-    from app.factory import create_app
-    from app.lambda_context import FunctionInfo, quiet_mangum_logs, with_invocation_deadline
+    from app.lambda_context import FunctionInfo, configured_app, with_invocation_deadline
     from app.lambda_streaming import StreamingRuntime
-    from app.secret_sources import with_openai_api_key
-    from app.settings import Settings
 
-    # At most one blocking AWS call per instance, before any request: no reason to leave the loop for it.
-    settings = Settings.from_env(with_openai_api_key(environ))
-    configure_logging(settings.log_level)
-    quiet_mangum_logs()
-    app = with_invocation_deadline(create_app(settings), settings.lambda_deadline_margin_s)
+    # At most one blocking AWS call per instance (the secret), before any request: no reason to leave
+    # the loop for it.
+    app, settings = configured_app(environ)
+    app = with_invocation_deadline(app, settings.lambda_deadline_margin_s)
     lifespan = LifespanCycle(app, "on")
     _background.add(asyncio.ensure_future(lifespan.run()))
     await lifespan.startup()
