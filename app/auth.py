@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from litestar.connection import ASGIConnection
-from litestar.enums import ScopeType
 from litestar.handlers.base import BaseRouteHandler
 
 from app.errors import ApiError
@@ -53,10 +52,8 @@ class ApiKeyGuard:
     async def __call__(self, connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         if not self._keys:
             return
+        # HTTP only: the WebSocket authenticates itself (app/ws.py), since browsers cannot send headers there.
         token = bearer_token(connection.headers.get("authorization"))
-        if token is None and connection.scope["type"] == ScopeType.WEBSOCKET:
-            # Browsers cannot set headers on a WebSocket handshake.
-            token = connection.query_params.get("api_key")
         if token is None:
             raise unauthorized("missing API key: send 'Authorization: Bearer <key>'")
         if not key_matches(token, self._keys):
