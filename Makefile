@@ -1,4 +1,5 @@
-# Two commands for a newcomer: `make run` and `make test`. Both create .venv on first use.
+# Two commands for a newcomer: `make run` and `make test`. Both set up what they need on first use: a pinned
+# uv in .tools/, then .venv installed from uv.lock (every dependency at the version the suite passed with).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -6,31 +7,69 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 # A human-readable pace for the mock in `make run`; tests use 0.
 MOCK_TOKEN_DELAY_MS ?= 30
+
+# The one tool installed before the lock can be read: uv itself, pinned, from PyPI with the Python you have.
+UV_VERSION := 0.13.9
+UV_HOME := .tools/uv-$(UV_VERSION)
+UV := $(CURDIR)/$(UV_HOME)/bin/uv
 STAMP := $(VENV)/.installed
+# uv reads these: the environment it syncs, no Python downloads (the interpreter is yours), its own
+# environment left alone by the scripts that find it through UV.
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_PYTHON_DOWNLOADS := never
+export UV
+export PIP_ROOT_USER_ACTION := ignore
 
-.PHONY: run test lint typecheck check bench package build-StreamFunction build-BufferedFunction clean
+.PHONY: run test lint typecheck check bench package lock test-newest-msgspec browser-check \
+	build-StreamFunction build-BufferedFunction clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+$(UV):
+	$(PYTHON) -m pip install -qq --disable-pip-version-check --no-warn-script-location \
+		--target $(UV_HOME) uv==$(UV_VERSION)
+
+# --locked: a pyproject.toml edited without `make lock` fails here, instead of installing something untested.
+$(STAMP): pyproject.toml uv.lock $(UV)
+	$(UV) sync --quiet --locked --all-extras --python $(PYTHON)
 	touch $(STAMP)
 
 run: $(STAMP)
 	HOST=$(HOST) PORT=$(PORT) MOCK_TOKEN_DELAY_MS=$(MOCK_TOKEN_DELAY_MS) $(BIN)/python -m app
 
+# Re-resolve every dependency to the newest versions pyproject.toml allows, then `make test`.
+# One package only: `make lock UPGRADE=--upgrade-package=msgspec`.
+UPGRADE ?= --upgrade
+lock: $(UV)
+	$(UV) lock $(UPGRADE) --python $(PYTHON)
+
 # Tools of the Lambda tests (the Runtime Interface Emulator from the aws-sam-cli wheel, Serverless v3 from
-# npm), fetched once; a test whose tool is missing is skipped with the reason.
+# tests/node's lock), fetched once; a test whose tool is missing is skipped with the reason.
 LAMBDA_TOOLS := $(VENV)/lambda-tools/.fetched
-$(LAMBDA_TOOLS): $(STAMP) tests/lambda_/tools.py
+$(LAMBDA_TOOLS): $(STAMP) tests/lambda_/tools.py tests/node/package-lock.json
 	$(BIN)/python -m tests.lambda_.tools
 	touch $@
 
-test: $(STAMP) $(LAMBDA_TOOLS)
+# The browser the page tests drive: $$CHROMIUM, Debian's chromium, or Playwright's own download (tried
+# once; it fails where browser downloads are blocked, and the browser tests are then skipped, saying how).
+BROWSER := $(VENV)/.browser-checked
+$(BROWSER): $(STAMP)
+	$(BIN)/python -m tests.support.browser --fetch
+	touch $@
+
+test: $(STAMP) $(LAMBDA_TOOLS) $(BROWSER)
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m ruff format --check .
 	$(BIN)/python -m mypy
+	@$(BIN)/python -m tests.support.browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The decoding tests again with the newest msgspec on PyPI (not the locked one), in a scratch environment:
+# the invalid-UTF-8 classification must not depend on a msgspec release's exception class.
+NEWEST := $(VENV)-newest
+test-newest-msgspec: $(UV)
+	UV_PROJECT_ENVIRONMENT=$(NEWEST) $(UV) sync --quiet --locked --all-extras --python $(PYTHON)
+	$(UV) pip install --quiet --python $(NEWEST)/bin/python --upgrade msgspec
+	$(NEWEST)/bin/python -c 'import msgspec; print("msgspec", msgspec.__version__)'
+	$(NEWEST)/bin/python -m pytest -p no:cacheprovider tests/app/test_validation.py tests/app/test_ws.py
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check .
@@ -52,4 +91,4 @@ build-StreamFunction build-BufferedFunction: $(STAMP)
 	$(BIN)/python -m scripts.lambda_package --out "$(ARTIFACTS_DIR)" --no-zip
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(NEWEST) .tools .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -6,7 +6,7 @@ Every rejection is an `ApiError` with a 4xx status naming the field at fault.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote_to_bytes
 
 import msgspec
@@ -18,11 +18,19 @@ from app.settings import Settings
 from providers.protocol import ChatMessage, ChatRequest, MockDirectives, Provider
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class JsonDecoder(Protocol[T_co]):
+    """What `decode_json` needs of a decoder: `msgspec.json.Decoder(T)`."""
+
+    def decode(self, buf: bytes | str, /) -> T_co: ...
+
 
 _mock_decoder = msgspec.json.Decoder(MockDirectives)
 
 
-async def decode_json_body(request: Request[Any, Any, Any], decoder: msgspec.json.Decoder[T]) -> T:
+async def decode_json_body(request: Request[Any, Any, Any], decoder: JsonDecoder[T]) -> T:
     """Decode a JSON request body into a Struct, or fail with 415/400 naming the problem."""
     content_type = request.headers.get("content-type", "")
     if content_type.split(";", 1)[0].strip().lower() != "application/json":
@@ -37,16 +45,33 @@ async def decode_json_body(request: Request[Any, Any, Any], decoder: msgspec.jso
     return decode_json(decoder, body, "the request body")
 
 
-def decode_json(decoder: msgspec.json.Decoder[T], raw: str | bytes, what: str) -> T:
+def decode_json(decoder: JsonDecoder[T], raw: str | bytes, what: str) -> T:
     """Decode JSON into a Struct, or raise a 400 naming the field at fault (`what` names the input)."""
     try:
         return decoder.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except msgspec.ValidationError as exc:
         raise from_validation_error(exc) from None
-    except UnicodeDecodeError:
-        raise invalid_request(f"{what} is not valid UTF-8", code="invalid_encoding") from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # Decided from the bytes: msgspec reports invalid UTF-8 as `UnicodeDecodeError` before 0.23 and as
+        # `DecodeError` since, and bytes that are not UTF-8 outside a string as malformed JSON.
+        if not is_utf8(raw):
+            raise invalid_request(f"{what} is not valid UTF-8", code="invalid_encoding") from None
+        if isinstance(exc, msgspec.DecodeError):
+            raise from_validation_error(exc) from None
+        raise
     except RecursionError:
         raise invalid_request(f"{what} is nested too deeply", code="invalid_json") from None
+
+
+def is_utf8(raw: str | bytes) -> bool:
+    """Whether `raw` is text or bytes that decode as UTF-8 (JSON must be UTF-8: RFC 8259, section 8.1)."""
+    if isinstance(raw, str):
+        return True
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def decode_mock_query(raw: str | None) -> MockDirectives | None:

@@ -7,9 +7,10 @@ it into dist/; `sam build` runs it through the template's `BuildMethod: makefile
     python -m scripts.lambda_package [--out dist/lambda] [--zip dist/tokenrelay-lambda.zip] [--no-zip]
                                      [--arch arm64] [--python-version 3.12] [--no-trim] [--no-bytecode]
 
-Dependencies are the `[project].dependencies` of pyproject.toml, installed as binary wheels for the target
-(`pip install --platform ... --only-binary=:all: --no-compile`: a 3.11 pip must not write 3.11 bytecode
-into a 3.12 tree). Trimming removes the distributions listed in TRIMMED and files no import needs.
+Dependencies are the runtime ones pinned in uv.lock (`uv export`), installed as binary wheels for the target
+(`uv pip install --python-platform ... --only-binary :all:`; uv writes no bytecode, and a 3.11 interpreter
+must not write 3.11 bytecode into a 3.12 tree anyway). Trimming removes the distributions listed in TRIMMED
+and files no import needs.
 
 Then the modules a cold start imports are compiled by the target's interpreter (`python3.12`, when it is on
 PATH) with unchecked-hash bytecode: Lambda's code directory is read-only, so without shipped bytecode every
@@ -24,10 +25,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
+import tempfile
 import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from scripts.uv import locked_runtime_requirements, uv_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,7 +57,7 @@ TRIMMED = {
 TRIMMED_SUFFIXES = (".pyi", ".pyc")
 TRIMMED_DIRS = ("__pycache__", "bin")
 
-PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
+PLATFORMS = {"arm64": "aarch64-manylinux2014", "x86_64": "x86_64-manylinux2014"}
 
 # Run by this interpreter from the project, once per provider: what a cold start imports, as paths relative
 # to the directory they were imported from (module names do not depend on the platform).
@@ -95,35 +98,42 @@ for module in list(sys.modules.values()):
 """
 
 
-def runtime_requirements(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
-    with pyproject.open("rb") as handle:
-        return list(tomllib.load(handle)["project"]["dependencies"])
+def runtime_requirements() -> list[str]:
+    """The runtime dependencies as uv.lock pins them, with their hashes: what the suite passed with."""
+    return locked_runtime_requirements()
 
 
 def install(target: Path, requirements: Sequence[str], *, arch: str, python_version: str) -> None:
-    """Binary wheels for the target platform into `target`, as `sam build` would fetch them."""
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "--no-compile",
-        "--only-binary=:all:",
-        "--implementation",
-        "cp",
-        "--python-version",
-        python_version,
-        "--platform",
-        PLATFORMS[arch],
-        "--target",
-        str(target),
-        *requirements,
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    """Binary wheels for the target platform into `target`, as `sam build` would fetch them.
+
+    uv evaluates the lock's markers for the target (python3.12 on Linux), not for the interpreter running
+    this, and checks every wheel against its locked hash.
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        listed = Path(scratch) / "requirements.txt"
+        listed.write_text("\n".join(requirements) + "\n")
+        command = [
+            uv_binary(),
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "--python",
+            sys.executable,
+            "--python-version",
+            python_version,
+            "--python-platform",
+            PLATFORMS[arch],
+            "--target",
+            str(target),
+            "--requirements",
+            str(listed),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"pip install failed:\n{done.stdout}{done.stderr}")
+        raise RuntimeError(f"installing the runtime dependencies failed:\n{done.stdout}{done.stderr}")
 
 
 def copy_sources(target: Path, sources: Iterable[str] = SOURCES, root: Path = ROOT) -> None:

@@ -1,4 +1,4 @@
-"""The browser page at `/`, driven in a real headless Chromium (Debian's) through Playwright.
+"""The browser page at `/`, driven in a real headless Chromium through Playwright (tests/support/browser.py).
 
 The mock is paced (`MOCK_TOKEN_DELAY_MS`) so that intermediate DOM states exist long enough to be observed;
 every wait is a Playwright condition or a log record with a deadline, never a fixed sleep.
@@ -27,9 +27,9 @@ from app.settings import Secret, Settings
 from providers.mock import MockProvider
 from tests.app.conftest import AppFactory, LogCapture, ServeFactory
 from tests.app.helpers import expected_tokens
+from tests.support.browser import MISSING, find_chromium, in_ci
 from tests.support.server import RunningServer
 
-CHROMIUM = Path("/usr/bin/chromium")
 # Without the background-networking flags Chromium phones home at start-up, and a closed network refuses it.
 CHROMIUM_ARGS = [
     "--headless",
@@ -72,10 +72,13 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium` (.ci/run installs it)")
+    found = find_chromium()
+    if found is None:
+        if in_ci():
+            pytest.fail(f"CI must run the browser tests (.ci/run installs Debian's chromium): {MISSING}")
+        pytest.skip(MISSING)
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(executable_path=str(found.path), args=CHROMIUM_ARGS)
         try:
             yield chromium
         finally:

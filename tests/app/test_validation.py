@@ -123,7 +123,9 @@ _BODIES: list[tuple[str, bytes, int, str | None, str | None]] = [
         None,
         "invalid_encoding",
     ),
-    ("invalid utf-8 body", b"\xff\xfe\x00{", 400, None, "invalid_json"),
+    # A UTF-16 body (its byte-order mark, then UTF-16): not UTF-8, whatever else is wrong with it.
+    ("utf-16 body", b"\xff\xfe{\x00}\x00", 400, None, "invalid_encoding"),
+    ("invalid utf-8 outside a string", b'{"messages": \xe9}', 400, None, "invalid_encoding"),
     (
         "deeply nested messages",
         b'{"messages": ' + b"[" * _DEEP + b"]" * _DEEP + b"}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -28,6 +29,13 @@ def load_event(name: str, **changes: Any) -> dict[str, Any]:
     event: dict[str, Any] = json.loads((EVENTS / name).read_text())
     event.update(changes)
     return event
+
+
+def deadline_budget_s(message: str) -> float:
+    """The budget a `deadline` error names: "the stream ran longer than 0.6s" -> 0.6."""
+    match = re.fullmatch(r"the stream ran longer than ([0-9.]+)s", message)
+    assert match is not None, message
+    return float(match.group(1))
 
 
 def function_url_event(method: str, path: str, body: Any = None, *, query: str = "") -> dict[str, Any]:

@@ -1,11 +1,14 @@
 """External tools of the Lambda tests: where the tests find them, and how `make` fetches them.
 
 - AWS's Runtime Interface Emulator, the Go binary that `sam local` runs, shipped inside the aws-sam-cli
-  wheel on PyPI: only the wheel is downloaded (`--no-deps`), never SAM CLI's dependencies.
-- Serverless Framework v3 from npm, which packages serverless.yml offline into CloudFormation.
+  wheel on PyPI: only that wheel is unpacked (`--no-deps`), never SAM CLI's dependencies.
+- Serverless Framework v3 from npm, which packages serverless.yml offline into CloudFormation: installed
+  by `npm ci` into tests/node/node_modules from tests/node/package-lock.json, so every one of its
+  dependencies is the locked one.
 
-`python -m tests.lambda_.tools` (run by `make test`) fetches both into `.venv/lambda-tools`. A test whose
-tool is missing is skipped with the reason; without npm, only the Serverless one is.
+`python -m tests.lambda_.tools` (run by `make test` whenever the lock changed) fetches the emulator into
+`.venv/lambda-tools` and installs the Node packages. A test whose tool is missing is skipped with the
+reason; without npm, only the Serverless one is.
 """
 
 from __future__ import annotations
@@ -15,14 +18,13 @@ import platform
 import shutil
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 from typing import Final
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 TOOLS: Final = ROOT / ".venv" / "lambda-tools"
+NODE_PROJECT: Final = ROOT / "tests" / "node"
 SAM_CLI_VERSION: Final = "1.170.0"
-SERVERLESS_VERSION: Final = "3.40.0"
 
 _RIE_ARCH: Final = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
 
@@ -32,59 +34,51 @@ def rie_binary(tools: Path = TOOLS) -> Path | None:
     return path if os.access(path, os.X_OK) else None
 
 
-def serverless_cli(tools: Path = TOOLS) -> Path | None:
-    path = tools / "serverless" / "node_modules" / ".bin" / "serverless"
+def serverless_cli(project: Path = NODE_PROJECT) -> Path | None:
+    path = project / "node_modules" / ".bin" / "serverless"
     return path if path.exists() and shutil.which("node") else None
 
 
+def uv_binary() -> str:
+    """The uv that `make` bootstrapped (it exports UV), else one on PATH."""
+    found = os.environ.get("UV") or shutil.which("uv")
+    if not found:
+        raise RuntimeError("uv not found: run this through `make test`, which installs it")
+    return found
+
+
 def fetch_rie(tools: Path = TOOLS) -> Path:
-    """Download the aws-sam-cli wheel (8 MB) and take the emulator for this machine out of it."""
+    """Unpack the aws-sam-cli wheel (8 MB) and take the emulator for this machine out of it."""
     arch = _RIE_ARCH[platform.machine().lower()]
-    wheels = tools / "wheels"
+    unpacked = tools / "aws-sam-cli"
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--dest",
-            str(wheels),
-            f"aws-sam-cli=={SAM_CLI_VERSION}",
-        ],
+        [uv_binary(), "pip", "install", "--quiet", "--no-deps", "--only-binary", ":all:", "--target",
+         str(unpacked), "--python", sys.executable, f"aws-sam-cli=={SAM_CLI_VERSION}"],
         check=True,
-    )
-    [wheel] = wheels.glob(f"aws_sam_cli-{SAM_CLI_VERSION}-*.whl")
+    )  # fmt: skip
     target = tools / "aws-lambda-rie"
-    with zipfile.ZipFile(wheel) as archive, archive.open(f"samcli/local/rapid/aws-lambda-rie-{arch}") as src:
-        target.write_bytes(src.read())
+    shutil.copyfile(unpacked / "samcli" / "local" / "rapid" / f"aws-lambda-rie-{arch}", target)
     target.chmod(0o755)
+    shutil.rmtree(unpacked)
     return target
 
 
-def fetch_serverless(tools: Path = TOOLS) -> Path | None:
+def install_node_packages(project: Path = NODE_PROJECT) -> bool:
+    """`npm ci` in tests/node: exactly what its package-lock.json says; False without npm."""
     npm = shutil.which("npm")
     if npm is None:
-        print("npm not found: the serverless.yml packaging test will be skipped", file=sys.stderr)
-        return None
-    prefix = tools / "serverless"
-    subprocess.run(
-        [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--loglevel=error",
-         f"serverless@{SERVERLESS_VERSION}"],
-        check=True,
-    )  # fmt: skip
-    return serverless_cli(tools)
+        print("npm not found: the tests that need Node packages will be skipped", file=sys.stderr)
+        return False
+    subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=project, check=True)
+    return True
 
 
 def main() -> int:
     TOOLS.mkdir(parents=True, exist_ok=True)
     if rie_binary() is None:
         print(f"Runtime Interface Emulator: {fetch_rie()}")
-    if serverless_cli() is None:
-        print(f"Serverless Framework: {fetch_serverless()}")
+    if install_node_packages():
+        print(f"Serverless Framework: {serverless_cli()}")
     return 0
 
 
