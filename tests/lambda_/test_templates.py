@@ -195,7 +195,7 @@ def test_serverless_v3_packages_it_offline_into_clean_cloudformation(
     cli = serverless_cli()
     if cli is None:
         pytest.skip(
-            "Serverless v3 is not installed: `make test` installs it from tests/node with `npm ci` (needs npm)"
+            "Serverless v3 is not installed: `make test` installs it with `npm ci` in tests/node (needs npm)"
         )
     project = tmp_path / "project"
     (project / "dist").mkdir(parents=True)
