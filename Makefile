@@ -44,8 +44,8 @@ lock: $(UV)
 # Tools of the Lambda tests (the Runtime Interface Emulator from the aws-sam-cli wheel, Serverless v3 from
 # tests/node's lock), fetched once; a test whose tool is missing is skipped with the reason.
 LAMBDA_TOOLS := $(VENV)/lambda-tools/.fetched
-$(LAMBDA_TOOLS): $(STAMP) tests/lambda_/tools.py tests/node/package-lock.json
-	$(BIN)/python -m tests.lambda_.tools
+$(LAMBDA_TOOLS): $(STAMP) tests/support/tools.py tests/node/package-lock.json
+	$(BIN)/python -m tests.support.tools
 	touch $@
 
 # The browser the page tests drive: $$CHROMIUM, Debian's chromium, or Playwright's own download (tried

@@ -14,31 +14,18 @@ from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins import PluginProtocol
 
-from app.auth import ApiKeyGuard
-from app.cancel import CancelRegistry, InMemoryCancelRegistry
-from app.errors import ApiError, internal_error
+from app import VERSION
+from app.errors import ApiError, for_http_status, internal_error
+from app.http.auth import ApiKeyGuard
+from app.http.page import index, static_asset
+from app.http.routes import cancel_stream, chat_completions, healthz, list_models, stream_get, stream_post
+from app.http.ws import stream_socket
 from app.logs import log_event
-from app.page import index, static_asset
-from app.routes import (
-    VERSION,
-    Services,
-    cancel_stream,
-    chat_completions,
-    healthz,
-    list_models,
-    stream_get,
-    stream_post,
-)
 from app.settings import Settings
-from app.ws import stream_socket
+from app.stream.cancel import CancelRegistry
+from app.stream.cancel.memory import InMemoryCancelRegistry
+from app.stream.services import Services
 from providers.protocol import Provider
-
-_STATUS_TYPES = {
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    429: "rate_limit_error",
-}
 
 
 class _Litestar(Litestar):
@@ -78,7 +65,7 @@ def build_provider(settings: Settings) -> Provider:
 def build_cancel_registry(settings: Settings) -> CancelRegistry:
     """DynamoDB when `CANCEL_TABLE` is set (Lambda: the cancel reaches another instance), else in memory."""
     if settings.cancel_table:
-        from app.cancel_dynamodb import DynamoDBCancelRegistry
+        from app.stream.cancel.dynamodb import DynamoDBCancelRegistry
 
         # Items outlive the longest possible stream, with slack for clock skew between instances.
         return DynamoDBCancelRegistry(
@@ -97,11 +84,10 @@ def _http_exception_response(request: Request[Any, Any, Any], exc: HTTPException
     status = exc.status_code
     if status >= 500:
         return _unexpected_error_response(request, exc)
-    code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(status)
     message = exc.detail
     if status == 413:
         message = "the request body is larger than this server accepts (MAX_BODY_BYTES)"
-    error = ApiError(status, message, type=_STATUS_TYPES.get(status, "invalid_request_error"), code=code)
+    error = for_http_status(status)(message)
     return Response(error.body(), status_code=status, headers=exc.headers or {})
 
 
@@ -140,7 +126,7 @@ def create_app(
         guards=[ApiKeyGuard(settings.api_keys)],
     )
     return _Litestar(
-        # The page is public; the WebSocket checks API keys itself (see app/ws.py for why not the guard).
+        # The page is public; the WebSocket checks API keys itself (see app/http/ws.py for why not the guard).
         route_handlers=[healthz, index, static_asset, stream_socket, api],
         state=State({"services": services}),
         lifespan=[lifespan],

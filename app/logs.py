@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from typing import Any
 
 import msgspec
@@ -48,8 +47,3 @@ def log_event(event: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log one structured event."""
     if logger.isEnabledFor(level):
         logger.log(level, event, extra={"fields": fields})
-
-
-def elapsed_ms(start: float, end: float | None = None) -> float:
-    """Milliseconds between two `time.perf_counter()` readings, rounded for logs."""
-    return round(((time.perf_counter() if end is None else end) - start) * 1000, 2)

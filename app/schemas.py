@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from providers.protocol import MockDirectives, Role
+from providers.protocol import FinishReason, MockDirectives, Role, Usage
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 ModelId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
@@ -46,7 +46,11 @@ class StreamOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
 
 class ChatCompletionRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """`POST /v1/chat/completions`: the OpenAI request fields this service honours, plus `mock`."""
+    """`POST /v1/chat/completions`: the OpenAI request fields this service accepts, plus `mock`.
+
+    `n` (1 only), `presence_penalty` and `frequency_penalty` are validated and accepted, so that clients
+    which send them are served, but they are not passed on: no provider acts on them yet.
+    """
 
     messages: Messages
     model: ModelId | None = None
@@ -102,6 +106,17 @@ class UsageInfo(msgspec.Struct, frozen=True, kw_only=True):
     completion_tokens: int
     total_tokens: int
 
+    @classmethod
+    def of(cls, usage: Usage | None) -> UsageInfo | None:
+        """OpenAI's usage object for a provider's usage, if the provider reported any."""
+        if usage is None:
+            return None
+        return cls(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
+        )
+
 
 class Timings(msgspec.Struct, frozen=True, kw_only=True):
     """How long the stream took: to the first token and in all."""
@@ -134,7 +149,7 @@ class DeltaEvent(
 class DoneEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="done", omit_defaults=True):
     """The answer is complete (`outcome` says whether a token budget cut it short)."""
 
-    finish_reason: str
+    finish_reason: FinishReason
     outcome: str
     usage: UsageInfo | None
     timings: Timings
@@ -168,7 +183,7 @@ class ChunkChoice(msgspec.Struct, frozen=True, kw_only=True):
 
     index: int
     delta: ChunkDelta
-    finish_reason: str | None = None
+    finish_reason: FinishReason | None = None
     logprobs: None = None
 
 
@@ -197,7 +212,7 @@ class CompletionChoice(msgspec.Struct, frozen=True, kw_only=True):
 
     index: int
     message: AssistantMessage
-    finish_reason: str
+    finish_reason: FinishReason
     logprobs: None = None
 
 

@@ -6,7 +6,7 @@ Each figure is a new process (`subprocess`), repeated in shuffled rounds; median
 - `import litestar`: the floor any Litestar service pays (the target's reference);
 - ours in-process: `create_app()` from the environment, then `GET /v1/stream` until its first body byte;
 - the buffered Lambda handler: `handler.handler(event, context)` has returned;
-- the streaming Lambda runtime (`app/lambda_bootstrap`, as Lambda starts it, with an invocation waiting):
+- the streaming Lambda runtime (`app/lambda_/bootstrap`, as Lambda starts it, with an invocation waiting):
   the fake Runtime API of the Lambda tests received the first body chunk after the prelude;
 - the baseline: a minimal Mangum + FastAPI function (`bench/baselines/mangum_fastapi.py`) has returned.
 

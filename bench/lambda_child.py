@@ -1,6 +1,6 @@
 """The streaming Lambda runtime serving a chosen app, for benchmarks: `python -m bench.lambda_child APP`.
 
-It starts the way `app/lambda_runtime.py` does (invocation deadline in scope, lifespan started once, then
+It starts the way `app/lambda_/runtime.py` does (invocation deadline in scope, lifespan started once, then
 `StreamingRuntime` polls the Runtime API at `$AWS_LAMBDA_RUNTIME_API`), but with an app of our choosing:
 ours or the bare ASGI baseline, over the mock provider, stamped (see `bench.serve`) with `--stamp`.
 """
@@ -15,9 +15,9 @@ from collections.abc import Sequence
 
 from mangum.protocols.lifespan import LifespanCycle
 
-from app.lambda_context import FunctionInfo, with_invocation_deadline
-from app.lambda_runtime_api import RuntimeApiClient
-from app.lambda_streaming import StreamingRuntime
+from app.lambda_.context import FunctionInfo, with_invocation_deadline
+from app.lambda_.runtime_api import RuntimeApiClient
+from app.lambda_.streaming import StreamingRuntime
 from bench import report
 from bench.serve import APPS, StampingProvider, build
 from providers.mock import MockProvider

@@ -1,6 +1,6 @@
 """Lambda, played locally: the fake Runtime API of the Lambda tests, and runtimes started as Lambda would.
 
-The fake (`tests/lambda_/fake_runtime_api.py`) records every streamed chunk with the `time.monotonic()` of
+The fake (`tests/app/lambda_/fake_runtime_api.py`) records every streamed chunk with the `time.monotonic()` of
 its arrival; that is CLOCK_MONOTONIC, the clock `time.perf_counter()` reads in every process here.
 """
 
@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.client import ROOT
-from tests.lambda_.fake_runtime_api import (
+from tests.app.lambda_.fake_runtime_api import (
     DELIMITER,
     WRAPPER,
     FakeRuntimeApi,
     Request,
     running_fake,
 )
-from tests.lambda_.fake_runtime_api import lambda_environment as base_environment
+from tests.app.lambda_.fake_runtime_api import lambda_environment as base_environment
 
 __all__ = ["FakeRuntimeApi", "first_body_chunk_at", "lambda_environment", "running_fake", "start_runtime"]
 

@@ -1,6 +1,6 @@
 """Memory: peak resident set of the streaming Lambda runtime serving 100 streams, one after the other.
 
-The runtime is started as Lambda starts it (`app/lambda_bootstrap`) under the fake Runtime API of the
+The runtime is started as Lambda starts it (`app/lambda_/bootstrap`) under the fake Runtime API of the
 Lambda tests; each invocation is a function-URL `GET /v1/stream` answered in full before the next.
 Peak RSS is the kernel's high-water mark (`VmHWM`) read just before the process is stopped; growth is the
 resident set after the last stream minus after the first. Baselines, in fresh processes serving the same

@@ -5,7 +5,7 @@
    pays that keeps the provider in a task of its own (what lets heartbeats, budgets and cancel checks
    fire without cancelling the provider mid-read);
 3. our `StreamSession.events()` (that, plus budgets, timers and cancel checks);
-4. plus `native_stream` framing;
+4. plus the consumer loop driving the native dialect (`frames(stream, NativeDialect)`);
 5. plus the event-stream response's writer task (no Litestar);
 and, for reference, the bare ASGI app and the whole of ours are measured by `bench.overhead`.
 """
@@ -18,10 +18,12 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from app.cancel import InMemoryCancelRegistry
-from app.framing import native_stream
-from app.responses import EventStreamResponse
-from app.streaming import StreamLimits, StreamSession
+from app.http.responses import EventStreamResponse
+from app.stream.cancel.memory import InMemoryCancelRegistry
+from app.stream.consumer import frames, open_stream
+from app.stream.dialects.native import NativeDialect
+from app.stream.limits import StreamLimits
+from app.stream.session import StreamSession
 from providers.protocol import ChatRequest, Provider
 
 Stage = Callable[[Provider, ChatRequest], Awaitable[None]]
@@ -79,18 +81,14 @@ async def session(provider: Provider, request: ChatRequest) -> None:
 
 
 async def framed(provider: Provider, request: ChatRequest) -> None:
-    stream = _session(provider, request)
-    events = stream.events()
-    first = await anext(events)
-    async for _ in native_stream(stream, first, events):
+    session = _session(provider, request)
+    async for _ in frames(await open_stream(session), NativeDialect(session)):
         pass
 
 
 async def response_writer(provider: Provider, request: ChatRequest) -> None:
-    stream = _session(provider, request)
-    events = stream.events()
-    first = await anext(events)
-    response = EventStreamResponse(native_stream(stream, first, events))
+    session = _session(provider, request)
+    response = EventStreamResponse(await open_stream(session), NativeDialect(session))
     asgi = response.to_asgi_response(None, None)  # type: ignore[arg-type]  # no request needed here
     finished = asyncio.Event()
 
@@ -109,7 +107,7 @@ STAGES: dict[str, Stage] = {
     "provider alone": provider_alone,
     "+ provider in its own task (minimal handoff)": task_handoff,
     "+ our session (budgets, timers, cancel checks)": session,
-    "+ SSE framing (native_stream)": framed,
+    "+ SSE framing (consumer loop, native dialect)": framed,
     "+ response writer task (no Litestar)": response_writer,
 }
 

@@ -65,7 +65,7 @@ _COLD_PATH_PROBE = """
 import asyncio, os, sys
 from pathlib import Path
 from app.factory import create_app
-for optional in ("handler", "app.lambda_runtime"):
+for optional in ("handler", "app.lambda_.runtime"):
     try:
         __import__(optional)
     except ImportError:

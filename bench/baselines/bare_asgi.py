@@ -1,8 +1,8 @@
 """The limit: a bare ASGI callable that streams the same provider as the same SSE bytes, and nothing else.
 
 No framework, no session (no queue, budgets, heartbeats, cancel checks or logs), no disconnect listener:
-what is left is the provider, msgspec and `app.sse` framing, and one `send` per event. The distance
-between this and our endpoints is exactly our framework and session overhead.
+what is left is the provider, msgspec and `app.stream.dialects.sse` framing, and one `send` per event. The
+distance between this and our endpoints is exactly our framework and session overhead.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from typing import Any
 
 import msgspec
 
-from app import sse
-from app.framing import usage_info
 from app.schemas import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -24,10 +22,20 @@ from app.schemas import (
     DoneEvent,
     StartEvent,
     Timings,
+    UsageInfo,
 )
-from app.sse import EVENT_STREAM_HEADERS
+from app.stream.dialects import sse
+from app.stream.dialects.sse import EVENT_STREAM_HEADERS
 from bench.workload import ASGIApp
-from providers.protocol import ChatMessage, ChatRequest, Finish, MockDirectives, Provider, TextDelta
+from providers.protocol import (
+    ChatMessage,
+    ChatRequest,
+    Finish,
+    FinishReason,
+    MockDirectives,
+    Provider,
+    TextDelta,
+)
 
 _HEADERS = [(k.lower().encode(), v.encode()) for k, v in EVENT_STREAM_HEADERS.items()]
 _encode = msgspec.json.Encoder().encode
@@ -94,7 +102,7 @@ async def _native(provider: Provider, request: ChatRequest, send: Any) -> None:
             done = DoneEvent(
                 finish_reason=item.reason,
                 outcome="completed",
-                usage=usage_info(item.usage),
+                usage=UsageInfo.of(item.usage),
                 timings=Timings(ttft_ms=None, duration_ms=(time.perf_counter() - started) * 1000),
             )
             frame = sse.event(_encode(done), name="done", event_id=str(sequence))
@@ -104,7 +112,7 @@ async def _native(provider: Provider, request: ChatRequest, send: Any) -> None:
 async def _openai(provider: Provider, request: ChatRequest, send: Any) -> None:
     created = int(time.time())
 
-    def chunk(delta: ChunkDelta, finish_reason: str | None = None) -> bytes:
+    def chunk(delta: ChunkDelta, finish_reason: FinishReason | None = None) -> bytes:
         body = ChatCompletionChunk(
             id="chatcmpl-bare",
             created=created,

@@ -14,7 +14,6 @@ import msgspec
 from fastapi import FastAPI, Request
 from sse_starlette import EventSourceResponse
 
-from app.framing import usage_info
 from app.schemas import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -24,8 +23,17 @@ from app.schemas import (
     DoneEvent,
     StartEvent,
     Timings,
+    UsageInfo,
 )
-from providers.protocol import ChatMessage, ChatRequest, Finish, MockDirectives, Provider, TextDelta
+from providers.protocol import (
+    ChatMessage,
+    ChatRequest,
+    Finish,
+    FinishReason,
+    MockDirectives,
+    Provider,
+    TextDelta,
+)
 
 _encode = msgspec.json.Encoder().encode
 _chat_decoder = msgspec.json.Decoder(ChatCompletionRequest)
@@ -82,7 +90,7 @@ async def _native(provider: Provider, request: ChatRequest) -> AsyncIterator[dic
             done = DoneEvent(
                 finish_reason=item.reason,
                 outcome="completed",
-                usage=usage_info(item.usage),
+                usage=UsageInfo.of(item.usage),
                 timings=Timings(ttft_ms=None, duration_ms=(time.perf_counter() - started) * 1000),
             )
             yield {"event": "done", "id": str(sequence), "data": _encode(done).decode()}
@@ -91,7 +99,7 @@ async def _native(provider: Provider, request: ChatRequest) -> AsyncIterator[dic
 async def _openai(provider: Provider, request: ChatRequest) -> AsyncIterator[dict[str, Any]]:
     created = int(time.time())
 
-    def chunk(delta: ChunkDelta, finish_reason: str | None = None) -> dict[str, Any]:
+    def chunk(delta: ChunkDelta, finish_reason: FinishReason | None = None) -> dict[str, Any]:
         body = ChatCompletionChunk(
             id="chatcmpl-fastapi",
             created=created,

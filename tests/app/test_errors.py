@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+from typing import get_args
+
 import msgspec
 import pytest
 
-from app.errors import ApiError, from_provider_error, from_validation_error, internal_error
+from app import errors
+from app.errors import from_provider_error, from_validation_error, internal_error
 from app.schemas import ChatCompletionRequest
 from providers.errors import (
     ProviderAuthError,
@@ -103,7 +108,42 @@ def test_the_internal_error_says_nothing_about_the_internals() -> None:
 
 
 def test_api_error_body_is_the_openai_error_shape() -> None:
-    error = ApiError(418, "short and stout", type="teapot_error", code="teapot", param="spout")
+    error = errors.INVALID_VALUE("short and stout", param="spout")
+    assert error.status_code == 400
     assert msgspec.to_builtins(error.body()) == {
-        "error": {"message": "short and stout", "type": "teapot_error", "code": "teapot", "param": "spout"}
+        "error": {
+            "message": "short and stout",
+            "type": "invalid_request_error",
+            "code": "invalid_value",
+            "param": "spout",
+        }
     }
+
+
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _catalogue() -> dict[str, errors.ErrorKind]:
+    return {name: kind for name, kind in vars(errors).items() if isinstance(kind, errors.ErrorKind)}
+
+
+def test_every_code_of_the_catalogue_is_defined_once_and_named_after_itself() -> None:
+    kinds = _catalogue()
+    codes = [kind.code for kind in kinds.values() if kind.code is not None]
+
+    assert len(codes) == len(set(codes))
+    assert set(codes) == set(get_args(errors.ErrorCode))
+    for name, kind in kinds.items():
+        assert kind.code is None or name == kind.code.upper(), name
+
+
+def test_no_module_builds_an_error_outside_the_catalogue() -> None:
+    # A handler raises an entry (`STREAM_NOT_FOUND(...)`); a status or code of its own is a second definition.
+    offenders = []
+    for path in sorted((_ROOT / "app").rglob("*.py")):
+        if path.name == "errors.py" and path.parent.name == "app":
+            continue
+        source = path.read_text()
+        if re.search(r"\b(ApiError|ErrorKind)\(", source):
+            offenders.append(str(path.relative_to(_ROOT)))
+    assert offenders == []

@@ -1,0 +1,121 @@
+"""The event-stream response: one session's frames written as they come, under any ASGI host.
+
+It cancels its producer when the client goes away and always closes it: Litestar's own `Stream` stops
+iterating on disconnect but leaves the async generator to the garbage collector; here the session is
+closed explicitly, so the provider's upstream request ends at once and the stream's single `stream_end`
+log line is written before the response returns.
+
+A host that advertises the ASGI `http.response.trailers` extension (the Lambda streaming runtime) also
+gets the stream's outcome as trailers after the body (`app/stream/trailers.py`), so it can report a
+failure beside the in-band `error` event; no other host is sent any.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, cast
+
+from litestar import Response
+from litestar.response.base import ASGIResponse
+
+from app.stream.consumer import OpenStream, frames
+from app.stream.dialects import Dialect
+from app.stream.dialects.sse import EVENT_STREAM_HEADERS
+from app.stream.trailers import ASGI_EXTENSION, outcome_trailers
+
+if TYPE_CHECKING:
+    from litestar.app import Litestar
+    from litestar.background_tasks import BackgroundTask, BackgroundTasks
+    from litestar.connection import Request
+    from litestar.datastructures import Cookie
+    from litestar.types import HTTPResponseStartEvent, Message, Receive, Scope, Send, TypeEncodersMap
+
+
+class EventStreamResponse(Response[None]):
+    """A `text/event-stream` response framing one open stream in one dialect."""
+
+    def __init__(
+        self, stream: OpenStream, dialect: Dialect[bytes], *, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(content=None, headers={**EVENT_STREAM_HEADERS, **(headers or {})})
+        self.stream = stream
+        self.dialect = dialect
+
+    def to_asgi_response(
+        self,
+        app: Litestar | None,
+        request: Request[Any, Any, Any],
+        *,
+        background: BackgroundTask | BackgroundTasks | None = None,
+        cookies: Iterable[Cookie] | None = None,
+        encoded_headers: Iterable[tuple[bytes, bytes]] | None = None,
+        headers: dict[str, str] | None = None,
+        is_head_response: bool = False,
+        media_type: Any = None,
+        status_code: int | None = None,
+        type_encoders: TypeEncodersMap | None = None,
+    ) -> ASGIResponse:
+        merged = {**(headers or {}), **self.headers}
+        raw_headers = [
+            (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in merged.items()
+        ]
+        raw_headers.extend(encoded_headers or ())
+        return _EventStreamASGI(self.stream, self.dialect, raw_headers)
+
+
+class _EventStreamASGI(ASGIResponse):
+    __slots__ = ("_dialect", "_raw_headers", "_stream")
+
+    def __init__(
+        self, stream: OpenStream, dialect: Dialect[bytes], headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        super().__init__()
+        self._stream = stream
+        self._dialect = dialect
+        self._raw_headers = headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        trailers = ASGI_EXTENSION in (scope.get("extensions") or {})
+        writer = asyncio.create_task(self._write(send, trailers=trailers))
+        listener = asyncio.create_task(_wait_for_disconnect(receive))
+        try:
+            await asyncio.wait((writer, listener), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            listener.cancel()
+            if not writer.done():
+                writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def _write(self, send: Send, *, trailers: bool) -> None:
+        body = frames(self._stream, self._dialect)
+        try:
+            # Litestar's ASGI types predate the trailers extension: those messages are cast.
+            start = {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": self._raw_headers,
+                "trailers": trailers,
+            }
+            await send(cast("HTTPResponseStartEvent", start))
+            async for chunk in body:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await body.aclose()
+        if trailers:
+            headers = outcome_trailers(self._stream.failed)
+            await send(
+                cast(
+                    "Message", {"type": "http.response.trailers", "headers": headers, "more_trailers": False}
+                )
+            )
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

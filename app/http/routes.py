@@ -1,0 +1,141 @@
+"""HTTP route handlers: thin glue from decoded requests to sessions and their dialects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+from litestar.enums import MediaType
+from litestar.params import FromPath
+
+from app import VERSION
+from app.errors import INVALID_REQUEST, STREAM_NOT_FOUND
+from app.http.requests import (
+    build_chat_request,
+    check_query_encoding,
+    decode_json_body,
+    decode_mock_query,
+    query_int,
+)
+from app.http.responses import EventStreamResponse
+from app.http.state import services_of
+from app.schemas import (
+    CancelAccepted,
+    ChatCompletionRequest,
+    Health,
+    Message,
+    ModelCard,
+    ModelList,
+    StreamRequest,
+)
+from app.stream.consumer import collect, open_stream
+from app.stream.dialects.native import NativeDialect
+from app.stream.dialects.openai_chat import CompletionDialect, OpenAIChatDialect
+from app.stream.limits import host_deadline
+from app.stream.services import Services, open_session
+from app.stream.session import StreamSession
+from providers.protocol import MockDirectives
+
+_chat_decoder = msgspec.json.Decoder(ChatCompletionRequest)
+_stream_decoder = msgspec.json.Decoder(StreamRequest)
+
+
+def _stream_headers(session: StreamSession) -> dict[str, str]:
+    return {"X-Request-Id": session.stream_id, "X-Stream-Id": session.stream_id}
+
+
+@get("/healthz", tags=["ops"], summary="Liveness probe")
+async def healthz(state: State) -> Health:
+    return Health(status="ok", provider=services_of(state).provider.name, version=VERSION)
+
+
+@get("/v1/models", tags=["openai"], summary="List the models this service can stream from")
+async def list_models(state: State) -> ModelList:
+    services = services_of(state)
+    served = services.provider.models() or (services.settings.default_model,)
+    owner = services.provider.name
+    return ModelList(data=[ModelCard(id=m, created=services.started, owned_by=owner) for m in served])
+
+
+@post("/v1/chat/completions", status_code=200, tags=["openai"], summary="OpenAI-compatible chat completions")
+async def chat_completions(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    services = services_of(state)
+    body = await decode_json_body(request, _chat_decoder)
+    chat = build_chat_request(
+        services,
+        messages=body.messages,
+        model=body.model,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        mock=body.mock,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        stop=body.stop,
+        seed=body.seed,
+        user=body.user,
+    )
+    session = open_session(services, chat, "chat.completions", host_deadline=host_deadline(request.scope))
+    completion_id = f"chatcmpl-{session.stream_id}"
+    stream = await open_stream(session)
+    headers = _stream_headers(session)
+    if body.stream:
+        include_usage = body.stream_options is not None and body.stream_options.include_usage
+        dialect = OpenAIChatDialect(session, completion_id=completion_id, include_usage=include_usage)
+        return EventStreamResponse(stream, dialect, headers=headers)
+    completion = await collect(stream, CompletionDialect(session, completion_id=completion_id))
+    return Response(completion, media_type=MediaType.JSON, headers=headers)
+
+
+async def _native_response(
+    services: Services,
+    request: Request[Any, Any, Any],
+    messages: list[Message],
+    model: str | None,
+    max_tokens: int | None,
+    mock: MockDirectives | None,
+) -> EventStreamResponse:
+    chat = build_chat_request(
+        services,
+        messages=messages,
+        model=model,
+        max_tokens=max_tokens,
+        mock=mock,
+    )
+    session = open_session(services, chat, "stream", host_deadline=host_deadline(request.scope))
+    stream = await open_stream(session)
+    return EventStreamResponse(stream, NativeDialect(session), headers=_stream_headers(session))
+
+
+@get("/v1/stream", tags=["stream"], summary="Stream an answer as named SSE events (EventSource-friendly)")
+async def stream_get(request: Request[Any, Any, Any], state: State) -> EventStreamResponse:
+    check_query_encoding(request.scope["query_string"])
+    params = request.query_params
+    prompt = params.get("prompt")
+    if not prompt:
+        raise INVALID_REQUEST(
+            "the query parameter 'prompt' is required and must not be empty", param="prompt"
+        )
+    return await _native_response(
+        services_of(state),
+        request,
+        [Message(role="user", content=prompt)],
+        params.get("model") or None,
+        query_int(params, "max_tokens"),
+        decode_mock_query(params.get("mock")),
+    )
+
+
+@post("/v1/stream", status_code=200, tags=["stream"], summary="Stream an answer as named SSE events (fetch)")
+async def stream_post(request: Request[Any, Any, Any], state: State) -> EventStreamResponse:
+    body = await decode_json_body(request, _stream_decoder)
+    return await _native_response(
+        services_of(state), request, body.messages, body.model, body.max_tokens, body.mock
+    )
+
+
+@post("/v1/streams/{stream_id:str}/cancel", status_code=202, tags=["stream"], summary="Stop a running stream")
+async def cancel_stream(stream_id: FromPath[str], state: State) -> CancelAccepted:
+    if not await services_of(state).cancels.request_cancel(stream_id):
+        raise STREAM_NOT_FOUND(f"no running stream with id {stream_id!r}", param="stream_id")
+    return CancelAccepted(stream_id=stream_id)

@@ -1,0 +1,257 @@
+"""Streamed invocations: a function-URL or REST API event in, the ASGI app's response out as it is made.
+
+Mangum's event handlers turn the event into the ASGI scope and request body; Mangum's HTTP cycle buffers,
+so this module plays the server instead. At `http.response.start` it opens the streamed response and
+writes the HTTP-integration prelude (JSON status, headers and cookies, then 8 NUL bytes); every
+`http.response.body` chunk follows as its own HTTP chunk, at once.
+
+Failures: before the response started, the invocation is reported on `/invocation/{id}/error` (the client
+gets a 502 from Lambda). After it started, the status is gone, so the stream ends with Lambda's error
+trailers; the client learns about it from the in-band `error` event the app wrote. The app tells this host
+how a stream ended through ASGI response trailers (`app/stream/trailers.py`), which this host advertises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from typing import Any, Final
+
+import msgspec
+from mangum.handlers import APIGateway, HTTPGateway
+from mangum.types import LambdaConfig, Message
+
+from app.lambda_.context import ASGIApp, FunctionInfo, InvocationContext
+from app.lambda_.runtime_api import (
+    Connection,
+    ErrorReport,
+    Invocation,
+    ResponseStream,
+    RuntimeApiClient,
+    RuntimeApiError,
+)
+from app.logs import log_event
+from app.stream.session import Outcome
+from app.stream.trailers import ASGI_EXTENSION, read_failure
+
+PRELUDE_DELIMITER: Final = b"\0" * 8
+
+# Event sources whose integrations can stream, in Mangum's order of inference: function URLs (and HTTP
+# APIs, whose payload 2.0 looks the same but which buffer) and API Gateway REST APIs.
+_STREAMING_SOURCES: Final = (HTTPGateway, APIGateway)
+_CONFIG: Final = LambdaConfig(api_gateway_base_path="/", text_mime_types=[], exclude_headers=[])
+_encode = msgspec.json.Encoder().encode
+
+
+class UnsupportedEventError(Exception):
+    """Raised when an event does not come from an HTTP integration that can stream (ALB, direct invoke)."""
+
+
+def request_for_event(event: Any, context: Any) -> tuple[dict[str, Any], bytes]:
+    """The ASGI scope and request body of a function-URL or REST API event."""
+    if isinstance(event, dict):
+        for source in _STREAMING_SOURCES:
+            if source.infer(event, context, _CONFIG):
+                handler = source(event, context, _CONFIG)
+                return dict(handler.scope), handler.body
+    raise UnsupportedEventError(
+        "this function streams: invoke it through its function URL or an API Gateway REST API "
+        "with response streaming (ALB, HTTP APIs and direct invokes need the buffered handler)"
+    )
+
+
+def http_integration_prelude(status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The metadata Lambda sends to the client as status and headers, then the 8-NUL delimiter.
+
+    Repeated headers are comma-joined and `set-cookie` goes to `cookies` (the rule of payload 2.0, as Mangum
+    applies it to buffered responses).
+    JSON escapes control characters, so the prelude itself never contains a NUL byte.
+    """
+    combined: dict[str, str] = {}
+    cookies: list[str] = []
+    for raw_name, raw_value in headers:
+        name, value = raw_name.decode().lower(), raw_value.decode()
+        if name == "set-cookie":
+            cookies.append(value)
+        elif name in combined:
+            combined[name] = f"{combined[name]},{value}"
+        else:
+            combined[name] = value
+    return _encode({"statusCode": status, "headers": combined, "cookies": cookies}) + PRELUDE_DELIMITER
+
+
+class StreamingCycle:
+    """Plays the ASGI server for one invocation, writing its response to the Runtime API as it comes."""
+
+    def __init__(self, client: RuntimeApiClient, request_id: str, scope: dict[str, Any], body: bytes) -> None:
+        self._client = client
+        self._request_id = request_id
+        self._scope = scope
+        self._body = body
+        self._request_sent = False
+        self._stream: ResponseStream | None = None
+        self._done = False
+        self._completed = asyncio.Event()
+        self._status = 0
+        self._trailers = False
+        self._failure: ErrorReport | None = None
+        self._started_at = time.perf_counter()
+        self._connection: asyncio.Task[Connection] | None = None
+
+    async def run(self, app: ASGIApp) -> None:
+        """Run the app for this invocation; `RuntimeApiError` escapes, the app's own errors do not."""
+        extensions = self._scope.get("extensions") or {}
+        extensions[ASGI_EXTENSION] = {}
+        self._scope["extensions"] = extensions
+        # Connect while the app waits for the model's first token, so that token goes out without a
+        # connection setup in front of it.
+        self._connection = asyncio.create_task(self._client.connect())
+        try:
+            await app(self._scope, self._receive, self._send)
+        except RuntimeApiError:
+            raise  # the Runtime API connection broke: nothing more can be told to Lambda on it
+        except Exception as exc:
+            await self._fail(exc)
+            return
+        finally:
+            await self._drop_unused_connection()
+        if self._stream is None:
+            await self._client.report_invocation_error(
+                self._request_id,
+                ErrorReport(error_type="Function.NoResponse", error_message="the app sent no response"),
+            )
+        elif not self._done:  # the app returned without its final body message
+            await self._end()
+
+    async def _receive(self) -> Message:
+        if not self._request_sent:
+            self._request_sent = True
+            return {"type": "http.request", "body": self._body, "more_body": False}
+        # Lambda never reports a client that went away; the only disconnect is the end of the response.
+        await self._completed.wait()
+        return {"type": "http.disconnect"}
+
+    async def _send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            if self._stream is not None:
+                raise RuntimeError("http.response.start sent twice")
+            headers = [(bytes(name), bytes(value)) for name, value in message.get("headers", ())]
+            self._status = int(message["status"])
+            self._trailers = bool(message.get("trailers", False))
+            connection, self._connection = self._connection, None
+            self._stream = await self._client.open_response_stream(
+                self._request_id, await connection if connection is not None else None
+            )
+            await self._stream.write(http_integration_prelude(self._status, headers))
+        elif kind == "http.response.body":
+            if self._stream is None or self._done:
+                raise RuntimeError("http.response.body outside a response")
+            await self._stream.write(message.get("body", b""))
+            if not message.get("more_body", False) and not self._trailers:
+                await self._end()
+        elif kind == "http.response.trailers":
+            if self._stream is None or self._done or not self._trailers:
+                raise RuntimeError("http.response.trailers without a response that announced them")
+            self._on_trailers(message.get("headers", ()))
+            if not message.get("more_trailers", False):
+                await self._end()
+        else:
+            raise RuntimeError(f"unexpected ASGI message {kind!r}")
+
+    async def _drop_unused_connection(self) -> None:
+        """Close the early connection when no streamed response used it (errors before the first byte)."""
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        connection.cancel()
+        try:
+            _, writer = await connection
+        except (asyncio.CancelledError, RuntimeApiError):
+            return
+        writer.close()
+
+    def _on_trailers(self, headers: Any) -> None:
+        failure = read_failure(headers)
+        # A cancel is the client's wish, not a fault of the function.
+        if failure is None or failure.outcome == Outcome.CANCELLED:
+            return
+        self._failure = ErrorReport(error_type=failure.code or failure.type, error_message=failure.message)
+
+    async def _fail(self, exc: Exception) -> None:
+        log_event("lambda_app_error", logging.ERROR, request_id=self._request_id, exc_type=type(exc).__name__)
+        report = ErrorReport(error_type=type(exc).__name__, error_message="the app raised an exception")
+        if self._stream is None:
+            await self._client.report_invocation_error(
+                self._request_id,
+                ErrorReport(error_type=f"Function.{report.error_type}", error_message=report.error_message),
+            )
+            return
+        if self._done:
+            return
+        # No in-band event from here: the app's own response layer writes its terminal `error` event, and
+        # an app that died without one says nothing this host could add to a body it does not know.
+        self._failure = report
+        await self._end()
+
+    async def _end(self) -> None:
+        assert self._stream is not None
+        self._done = True
+        try:
+            await self._stream.finish(self._failure)
+        finally:
+            self._completed.set()
+        log_event(
+            "lambda_invocation_end",
+            request_id=self._request_id,
+            status=self._status,
+            bytes=self._stream.bytes_sent,
+            stream_error=self._failure.error_type if self._failure else None,
+            duration_ms=round((time.perf_counter() - self._started_at) * 1000, 2),
+        )
+
+
+class StreamingRuntime:
+    """Serves invocations one at a time, each as a streamed response of the ASGI app."""
+
+    def __init__(self, app: ASGIApp, client: RuntimeApiClient, function: FunctionInfo) -> None:
+        self._app = app
+        self._client = client
+        self._function = function
+
+    async def serve_forever(self) -> None:
+        """Poll `/next` and stream each response; returns only by raising `RuntimeApiError` from `/next`."""
+        while True:
+            invocation = await self._client.next_invocation()
+            try:
+                await self.handle(invocation)
+            except RuntimeApiError as exc:
+                # This invocation is lost (Lambda times it out); the next one may well succeed.
+                log_event(
+                    "runtime_api_error", logging.ERROR, request_id=invocation.request_id, error=str(exc)
+                )
+
+    async def handle(self, invocation: Invocation) -> None:
+        # The X-Ray SDK and the AWS SDKs read the current invocation's trace header from here.
+        if invocation.trace_id:
+            os.environ["_X_AMZN_TRACE_ID"] = invocation.trace_id
+        else:
+            os.environ.pop("_X_AMZN_TRACE_ID", None)
+        context = InvocationContext(
+            request_id=invocation.request_id,
+            deadline_ms=invocation.deadline_ms,
+            invoked_function_arn=invocation.function_arn,
+            function=self._function,
+            client_context=invocation.client_context,
+            identity=invocation.cognito_identity,
+        )
+        try:
+            scope, body = request_for_event(json.loads(invocation.event), context)
+        except (ValueError, UnsupportedEventError) as exc:
+            report = ErrorReport(error_type="Function.UnsupportedEvent", error_message=str(exc))
+            await self._client.report_invocation_error(invocation.request_id, report)
+            return
+        await StreamingCycle(self._client, invocation.request_id, scope, body).run(self._app)

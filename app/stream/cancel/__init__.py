@@ -1,0 +1,37 @@
+"""Explicit stream cancellation: the only way a client can stop work where disconnects are not delivered.
+
+On Lambda a client that walks away is never reported to the function, so `POST /v1/streams/{id}/cancel`
+marks the stream in a registry that the stream polls between chunks. Locally the registry is in memory
+(`memory.py`); on AWS it is a DynamoDB table (`dynamodb.py`), since the cancel request may reach another
+instance than the one streaming.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class CancelRegistry(Protocol):
+    """Where cancel requests are recorded and streams look for them."""
+
+    @property
+    def poll_interval_s(self) -> float:
+        """How often a stream asks `is_cancelled`, between chunks and while the provider is silent."""
+        ...
+
+    async def register(self, stream_id: str) -> None:
+        """Record that a stream is live, so that a cancel for it can be told apart from a typo."""
+        ...
+
+    async def request_cancel(self, stream_id: str) -> bool:
+        """Ask a live stream to stop; False when no such stream is known."""
+        ...
+
+    async def is_cancelled(self, stream_id: str) -> bool:
+        """Whether a cancel was requested for this stream."""
+        ...
+
+    async def release(self, stream_id: str) -> None:
+        """Forget a stream that has ended."""
+        ...

@@ -1,0 +1,54 @@
+"""What every host hands the stream core: settings, the provider, the cancel registry; and new sessions."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+
+from app.logs import log_event
+from app.settings import Settings
+from app.stream.cancel import CancelRegistry
+from app.stream.limits import Deadline, StreamLimits
+from app.stream.session import StreamSession
+from providers.protocol import ChatRequest, Provider
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the handlers need, built once by the app factory."""
+
+    settings: Settings
+    provider: Provider
+    cancels: CancelRegistry
+    started: int
+
+
+def open_session(
+    services: Services, chat: ChatRequest, endpoint: str, *, host_deadline: Deadline | None
+) -> StreamSession:
+    """A session for one generation, with budgets from settings and from the host (Lambda's deadline)."""
+    settings = services.settings
+    limits = StreamLimits(
+        max_tokens=chat.max_tokens or settings.max_tokens_limit,
+        idle_timeout_s=settings.stream_idle_timeout_s,
+        deadline_s=settings.stream_deadline_s,
+        heartbeat_s=settings.heartbeat_interval_s,
+        host_deadline=host_deadline,
+    )
+    stream_id = secrets.token_hex(12)
+    if settings.log_prompts:
+        log_event(
+            "stream_prompt",
+            logging.INFO,
+            request_id=stream_id,
+            messages=[{"role": m.role, "content": m.content} for m in chat.messages],
+        )
+    return StreamSession(
+        provider=services.provider,
+        request=chat,
+        stream_id=stream_id,
+        endpoint=endpoint,
+        limits=limits,
+        cancels=services.cancels,
+    )

@@ -1,0 +1,116 @@
+"""The OpenAI key from Secrets Manager or an SSM SecureString (moto), resolved once before the settings."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import boto3
+import pytest
+
+from app.lambda_.secrets import with_openai_api_key
+from app.settings import Settings, SettingsError
+
+KEY = "sk-from-the-vault-0123456789"
+
+
+class CountingFactory:
+    """boto3.client, counting the clients made: a key must cost one call per instance, not per request."""
+
+    def __init__(self) -> None:
+        self.made: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, service: str, **kwargs: Any) -> Any:
+        self.made.append((service, kwargs))
+        return boto3.client(service, **kwargs)
+
+
+def test_without_a_secret_the_environment_is_passed_through_untouched() -> None:
+    environ = {"PROVIDER": "mock"}
+
+    assert with_openai_api_key(environ, client_factory=CountingFactory()) is environ
+
+
+def test_a_plain_secret_becomes_the_openai_key(aws: None) -> None:
+    arn = boto3.client("secretsmanager").create_secret(Name="tokenrelay/openai", SecretString=KEY)["ARN"]
+    factory = CountingFactory()
+
+    environ = with_openai_api_key(
+        {"OPENAI_API_KEY_SECRET_ARN": arn, "PROVIDER": "openai"}, client_factory=factory
+    )
+    settings = Settings.from_env(environ)
+
+    assert settings.provider == "openai"
+    assert settings.openai_api_key is not None
+    assert settings.openai_api_key.reveal() == KEY
+    assert factory.made == [("secretsmanager", {"region_name": "eu-west-1"})]
+
+
+def test_a_json_secret_gives_its_openai_api_key_field(aws: None) -> None:
+    client = boto3.client("secretsmanager")
+    arn = client.create_secret(Name="tokenrelay/json", SecretString=json.dumps({"OPENAI_API_KEY": KEY}))[
+        "ARN"
+    ]
+    wrong = client.create_secret(Name="tokenrelay/other", SecretString=json.dumps({"api": KEY}))["ARN"]
+
+    assert with_openai_api_key({"OPENAI_API_KEY_SECRET_ARN": arn})["OPENAI_API_KEY"] == KEY
+    with pytest.raises(SettingsError, match="without a OPENAI_API_KEY"):
+        with_openai_api_key({"OPENAI_API_KEY_SECRET_ARN": wrong})
+
+
+def test_a_secure_string_parameter_becomes_the_openai_key(aws: None) -> None:
+    boto3.client("ssm").put_parameter(Name="/tokenrelay/openai-api-key", Value=KEY, Type="SecureString")
+
+    environ = with_openai_api_key({"OPENAI_API_KEY_SSM_PARAMETER": "/tokenrelay/openai-api-key"})
+
+    assert environ["OPENAI_API_KEY"] == KEY
+
+
+def test_a_plain_string_parameter_is_refused(aws: None) -> None:
+    boto3.client("ssm").put_parameter(Name="/tokenrelay/plain", Value=KEY, Type="String")
+
+    with pytest.raises(SettingsError, match="must be a SecureString"):
+        with_openai_api_key({"OPENAI_API_KEY_SSM_PARAMETER": "/tokenrelay/plain"})
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {"OPENAI_API_KEY_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:gone-AbCdEf"},
+            r"cannot read the OpenAI key \(ResourceNotFoundException\)",
+        ),
+        ({"OPENAI_API_KEY_SSM_PARAMETER": "/missing"}, r"cannot read the OpenAI key \(ParameterNotFound\)"),
+        (
+            {"OPENAI_API_KEY_SECRET_ARN": "arn:x", "OPENAI_API_KEY_SSM_PARAMETER": "/x"},
+            "set only one of OPENAI_API_KEY_SECRET_ARN and OPENAI_API_KEY_SSM_PARAMETER",
+        ),
+        ({"OPENAI_API_KEY_SSM_PARAMETER": "/x", "OPENAI_API_KEY": "sk-plain"}, "keep the key in one place"),
+    ],
+)
+def test_a_key_that_cannot_be_had_stops_the_start_up_naming_the_variable(
+    aws: None, environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message):
+        with_openai_api_key(environ)
+
+
+def test_the_key_never_reaches_a_log_or_the_process_environment(
+    aws: None, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    arn = boto3.client("secretsmanager").create_secret(Name="tokenrelay/logged", SecretString=KEY)["ARN"]
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    # What Lambda's log-level control does to the root logger with AWS_LAMBDA_LOG_LEVEL=DEBUG.
+    caplog.set_level(logging.DEBUG)
+
+    from app.lambda_.buffered import build_handler
+
+    handler = build_handler({"OPENAI_API_KEY_SECRET_ARN": arn, "PROVIDER": "openai", "LOG_LEVEL": "DEBUG"})
+    try:
+        assert KEY not in caplog.text
+        assert logging.getLogger("botocore").level == logging.NOTSET  # quiet only while fetching the key
+        assert "OPENAI_API_KEY" not in os.environ
+    finally:
+        handler.close()

@@ -1,0 +1,235 @@
+"""The deployment templates: template.yaml (SAM) and serverless.yml (Serverless Framework v3).
+
+cfn-lint on a SAM template does not notice a wrong `InvokeMode`, `AuthType` or `Runtime` in SAM's own
+properties, so the template is transformed offline with aws-sam-translator, as CloudFormation would,
+and the output is linted and read. serverless.yml is packaged offline by Serverless v3 itself into
+CloudFormation, which is linted and read the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import stat
+import subprocess
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.app.lambda_.conftest import sam_template
+from tests.app.lambda_.fake_runtime_api import ROOT, WRAPPER
+from tests.support.tools import serverless_cli
+
+WRAPPER_ON_LAMBDA = "/var/task/app/lambda_/bootstrap"
+
+
+def transform(template: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """What CloudFormation's SAM transform makes of `template` (after `sam package` set the code's S3 URI)."""
+    from samtranslator.translator.transform import transform as sam_transform
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    template = copy.deepcopy(template)
+    template["Globals"]["Function"]["CodeUri"] = "s3://deployment-bucket/tokenrelay.zip"
+
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    transformed: dict[str, Any] = sam_transform(template, {}, NoManagedPolicies())
+    return transformed
+
+
+def lint(template: dict[str, Any]) -> list[str]:
+    """cfn-lint's findings (errors and warnings) on a plain CloudFormation template."""
+    from cfnlint.api import ManualArgs
+    from cfnlint.api import lint as cfn_lint
+
+    matches = cfn_lint(json.dumps(template), config=ManualArgs(regions=["eu-west-1"]))
+    return [f"{m.rule.id} {m.message}" for m in matches]
+
+
+def resources_of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+@pytest.fixture
+def sam(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    return transform(sam_template(), monkeypatch)
+
+
+def test_the_sam_template_transforms_and_lints_clean(sam: dict[str, Any]) -> None:
+    assert lint(sam) == []
+
+
+def test_cfn_lint_passes_on_the_template_as_written() -> None:
+    from cfnlint.api import ManualArgs
+    from cfnlint.api import lint as cfn_lint
+
+    assert cfn_lint((ROOT / "template.yaml").read_text(), config=ManualArgs(regions=["eu-west-1"])) == []
+
+
+def test_the_lint_of_the_transformed_template_catches_a_wrong_invoke_mode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    template = sam_template()
+    template["Resources"]["StreamFunction"]["Properties"]["FunctionUrlConfig"]["InvokeMode"] = "STREAMING"
+
+    assert any("STREAMING" in finding for finding in lint(transform(template, monkeypatch)))
+
+
+def test_the_streaming_function_url_streams_on_python_312_arm64(sam: dict[str, Any]) -> None:
+    functions = resources_of_type(sam, "AWS::Lambda::Function")
+    assert set(functions) == {"StreamFunction", "BufferedFunction"}
+    for function in functions.values():
+        properties = function["Properties"]
+        assert properties["Runtime"] == "python3.12"
+        assert properties["Architectures"] == ["arm64"]
+        assert properties["Handler"] == "handler.handler"
+    [url] = resources_of_type(sam, "AWS::Lambda::Url").values()
+    assert url["Properties"]["InvokeMode"] == "RESPONSE_STREAM"
+    assert url["Properties"]["AuthType"] == {"Ref": "FunctionUrlAuthType"}
+    assert url["Properties"]["TargetFunctionArn"] == {"Ref": "StreamFunctionAliaslive"}
+    assert sam["Parameters"]["FunctionUrlAuthType"]["AllowedValues"] == ["NONE", "AWS_IAM"]
+    stream_env = functions["StreamFunction"]["Properties"]["Environment"]["Variables"]
+    buffered_env = functions["BufferedFunction"]["Properties"]["Environment"]["Variables"]
+    assert stream_env["AWS_LAMBDA_EXEC_WRAPPER"] == WRAPPER_ON_LAMBDA
+    assert "AWS_LAMBDA_EXEC_WRAPPER" not in buffered_env
+    assert sam["Outputs"]["StreamUrl"]["Value"] == {"Fn::GetAtt": ["StreamFunctionUrl", "FunctionUrl"]}
+
+
+def test_a_public_url_gets_both_invoke_permissions_and_needs_api_keys(sam: dict[str, Any]) -> None:
+    permissions = resources_of_type(sam, "AWS::Lambda::Permission")
+    assert {p["Condition"] for p in permissions.values()} == {"PublicUrl"}
+    assert sorted(p["Properties"]["Action"] for p in permissions.values()) == [
+        "lambda:InvokeFunction",
+        "lambda:InvokeFunctionUrl",
+    ]
+    invoke = next(p for p in permissions.values() if p["Properties"]["Action"] == "lambda:InvokeFunction")
+    assert invoke["Properties"]["InvokedViaFunctionUrl"] is True
+    rule = sam["Rules"]["PublicUrlNeedsApiKeys"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "FunctionUrlAuthType"}, "NONE"]}
+    assert sam["Parameters"]["ApiKeys"]["NoEcho"] is True
+
+
+def test_the_openai_key_is_never_in_the_environment_only_where_to_find_it(sam: dict[str, Any]) -> None:
+    for function in resources_of_type(sam, "AWS::Lambda::Function").values():
+        variables = function["Properties"]["Environment"]["Variables"]
+        assert "OPENAI_API_KEY" not in variables
+        assert variables["OPENAI_API_KEY_SECRET_ARN"]["Fn::If"][0] == "UseSecretsManager"
+        assert variables["OPENAI_API_KEY_SSM_PARAMETER"]["Fn::If"][0] == "UseParameterStore"
+    role = sam["Resources"]["StreamFunctionRole"]["Properties"]
+    statements = json.dumps(role["Policies"])
+    assert '"secretsmanager:GetSecretValue"' in statements
+    assert '"ssm:GetParameter"' in statements
+    assert "secretsmanager:*" not in statements
+
+
+def test_the_cancel_table_and_log_groups(sam: dict[str, Any]) -> None:
+    table = sam["Resources"]["CancelTable"]["Properties"]
+    assert table["KeySchema"] == [{"AttributeName": "stream_id", "KeyType": "HASH"}]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    for function in resources_of_type(sam, "AWS::Lambda::Function").values():
+        assert function["Properties"]["Environment"]["Variables"]["CANCEL_TABLE"] == {"Ref": "CancelTable"}
+    groups = resources_of_type(sam, "AWS::Logs::LogGroup")
+    assert {g["Properties"]["LogGroupName"]["Fn::Sub"] for g in groups.values()} == {
+        "/aws/lambda/${StreamFunction}",
+        "/aws/lambda/${BufferedFunction}",
+    }
+    assert all(g["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"} for g in groups.values())
+
+
+def test_the_wrapper_is_executable_and_survives_packaging(tmp_path: Path) -> None:
+    from scripts.lambda_package import copy_sources, trim, zip_tree
+
+    assert os.access(WRAPPER, os.X_OK)
+    tracked = subprocess.run(
+        ["git", "ls-files", "--stage", "app/lambda_/bootstrap"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert tracked.stdout.startswith("100755 "), "git must record the wrapper as executable"
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    copy_sources(tree)
+    trim(tree)
+    archive = tmp_path / "lambda.zip"
+    zip_tree(tree, archive)
+    with zipfile.ZipFile(archive) as bundle:
+        mode = bundle.getinfo("app/lambda_/bootstrap").external_attr >> 16
+    assert mode & stat.S_IXUSR, "Lambda must be able to exec the wrapper"
+    assert mode & stat.S_IXOTH
+
+
+def serverless_yml() -> dict[str, Any]:
+    """serverless.yml as data; its CloudFormation tags read the way SAM reads them (`{"Ref": ...}`)."""
+    from samtranslator.yaml_helper import yaml_parse
+
+    parsed: dict[str, Any] = yaml_parse((ROOT / "serverless.yml").read_text())
+    return parsed
+
+
+def test_serverless_yml_declares_the_same_deployment() -> None:
+    config = serverless_yml()
+
+    assert config["provider"]["runtime"] == "python3.12"
+    assert config["provider"]["architecture"] == "arm64"
+    assert config["package"]["artifact"] == "dist/tokenrelay-lambda.zip"  # what `make package` writes
+    stream = config["functions"]["stream"]
+    assert stream["environment"]["AWS_LAMBDA_EXEC_WRAPPER"] == WRAPPER_ON_LAMBDA
+    assert {mode["invokeMode"] for mode in config["custom"]["urls"].values()} == {"RESPONSE_STREAM"}
+    assert "OPENAI_API_KEY" not in config["provider"]["environment"]
+    table = config["resources"][0]["Resources"]["CancelTable"]["Properties"]
+    assert table == sam_template()["Resources"]["CancelTable"]["Properties"]
+
+
+@pytest.mark.parametrize(("url_auth", "auth_type"), [("none", "NONE"), ("aws_iam", "AWS_IAM")])
+def test_serverless_v3_packages_it_offline_into_clean_cloudformation(
+    tmp_path: Path, url_auth: str, auth_type: str
+) -> None:
+    cli = serverless_cli()
+    if cli is None:
+        pytest.skip(
+            "Serverless v3 is not installed: `make test` installs it with `npm ci` in tests/node (needs npm)"
+        )
+    project = tmp_path / "project"
+    (project / "dist").mkdir(parents=True)
+    shutil.copy(ROOT / "serverless.yml", project / "serverless.yml")
+    with zipfile.ZipFile(project / "dist" / "tokenrelay-lambda.zip", "w") as bundle:
+        bundle.writestr("handler.py", "handler = None\n")  # the real one is `make package`'s, not needed here
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "SLS_TELEMETRY_DISABLED": "1",
+        "SLS_NOTIFICATIONS_MODE": "off",
+        "AWS_ACCESS_KEY_ID": "offline",
+        "AWS_SECRET_ACCESS_KEY": "offline",
+    }
+    command = [str(cli), "package", "--param=apiKeys=key-1", f"--param=urlAuth={url_auth}"]
+    done = subprocess.run(
+        command, cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    generated = json.loads(
+        (project / ".serverless" / "cloudformation-template-update-stack.json").read_text()
+    )
+    assert lint(generated) == []
+    [url] = resources_of_type(generated, "AWS::Lambda::Url").values()
+    assert url["Properties"]["InvokeMode"] == "RESPONSE_STREAM"
+    assert url["Properties"]["AuthType"] == auth_type
+    function = generated["Resources"]["StreamLambdaFunction"]["Properties"]
+    assert (function["Runtime"], function["Architectures"]) == ("python3.12", ["arm64"])
+    assert function["Environment"]["Variables"]["AWS_LAMBDA_EXEC_WRAPPER"] == WRAPPER_ON_LAMBDA
+    actions = sorted(
+        p["Properties"]["Action"] for p in resources_of_type(generated, "AWS::Lambda::Permission").values()
+    )
+    if url_auth == "none":
+        assert actions == ["lambda:InvokeFunction", "lambda:InvokeFunctionUrl"]
+    else:
+        assert actions == []

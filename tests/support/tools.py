@@ -1,0 +1,86 @@
+"""External tools of the Lambda tests: where the tests find them, and how `make` fetches them.
+
+- AWS's Runtime Interface Emulator, the Go binary that `sam local` runs, shipped inside the aws-sam-cli
+  wheel on PyPI: only that wheel is unpacked (`--no-deps`), never SAM CLI's dependencies.
+- Serverless Framework v3 from npm, which packages serverless.yml offline into CloudFormation: installed
+  by `npm ci` into tests/node/node_modules from tests/node/package-lock.json, so every one of its
+  dependencies is the locked one.
+
+`python -m tests.support.tools` (run by `make test` whenever the lock changed) fetches the emulator into
+`.venv/lambda-tools` and installs the Node packages. A test whose tool is missing is skipped with the
+reason; without npm, only the Serverless one is.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Final
+
+ROOT: Final = Path(__file__).resolve().parents[2]
+TOOLS: Final = ROOT / ".venv" / "lambda-tools"
+NODE_PROJECT: Final = ROOT / "tests" / "node"
+SAM_CLI_VERSION: Final = "1.170.0"
+
+_RIE_ARCH: Final = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+def rie_binary(tools: Path = TOOLS) -> Path | None:
+    path = tools / "aws-lambda-rie"
+    return path if os.access(path, os.X_OK) else None
+
+
+def serverless_cli(project: Path = NODE_PROJECT) -> Path | None:
+    path = project / "node_modules" / ".bin" / "serverless"
+    return path if path.exists() and shutil.which("node") else None
+
+
+def uv_binary() -> str:
+    """The uv that `make` bootstrapped (it exports UV), else one on PATH."""
+    found = os.environ.get("UV") or shutil.which("uv")
+    if not found:
+        raise RuntimeError("uv not found: run this through `make test`, which installs it")
+    return found
+
+
+def fetch_rie(tools: Path = TOOLS) -> Path:
+    """Unpack the aws-sam-cli wheel (8 MB) and take the emulator for this machine out of it."""
+    arch = _RIE_ARCH[platform.machine().lower()]
+    unpacked = tools / "aws-sam-cli"
+    subprocess.run(
+        [uv_binary(), "pip", "install", "--quiet", "--no-deps", "--only-binary", ":all:", "--target",
+         str(unpacked), "--python", sys.executable, f"aws-sam-cli=={SAM_CLI_VERSION}"],
+        check=True,
+    )  # fmt: skip
+    target = tools / "aws-lambda-rie"
+    shutil.copyfile(unpacked / "samcli" / "local" / "rapid" / f"aws-lambda-rie-{arch}", target)
+    target.chmod(0o755)
+    shutil.rmtree(unpacked)
+    return target
+
+
+def install_node_packages(project: Path = NODE_PROJECT) -> bool:
+    """`npm ci` in tests/node: exactly what its package-lock.json says; False without npm."""
+    npm = shutil.which("npm")
+    if npm is None:
+        print("npm not found: the tests that need Node packages will be skipped", file=sys.stderr)
+        return False
+    subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=project, check=True)
+    return True
+
+
+def main() -> int:
+    TOOLS.mkdir(parents=True, exist_ok=True)
+    if rie_binary() is None:
+        print(f"Runtime Interface Emulator: {fetch_rie()}")
+    if install_node_packages():
+        print(f"Serverless Framework: {serverless_cli()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
