@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any
 
 import msgspec
 
 _encoder = msgspec.json.Encoder()
+# A path's query string, as servers quote it in their own lines (`"WebSocket /v1/ws?api_key=..." [accepted]`):
+# it can carry an API key (the WebSocket URL, which browsers cannot give headers) or a prompt (`GET /v1/stream`).
+_QUERY_STRING = re.compile(r"(/[^\s\"?]*)\?[^\s\"]*")
 
 logger = logging.getLogger("tokenrelay")
 
@@ -21,7 +25,7 @@ class JsonFormatter(logging.Formatter):
             "ts": round(record.created, 3),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "event": record.getMessage(),
+            "event": _QUERY_STRING.sub(r"\1?[redacted]", record.getMessage()),
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):

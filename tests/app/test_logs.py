@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -214,6 +215,7 @@ def test_the_server_process_logs_json_lines_without_secrets() -> None:
             401,
             429,
         )
+        _exercise_every_key_carrying_transport(port)
     finally:
         process.terminate()
         process.wait(timeout=15)
@@ -230,13 +232,48 @@ def test_the_server_process_logs_json_lines_without_secrets() -> None:
     assert events[0] == "server_start"
     assert entries[0]["auth"] == "api_keys"
     ends = [entry for entry in entries if entry["event"] == "stream_end"]
-    assert sorted(entry["outcome"] for entry in ends) == ["completed", "error", "error"]
+    # POST ok, GET, two WebSocket prompts (key in the URL, key in the first message); two failures.
+    assert sorted(entry["outcome"] for entry in ends) == ["completed"] * 4 + ["error"] * 2
     assert all(
         {"request_id", "provider", "model", "ttft_ms", "duration_ms", "completion_tokens"} <= set(e)
         for e in ends
     )
     text = "".join(seen)
     assert _CLIENT_KEY not in text
+    assert _WRONG_KEY not in text
     assert _UPSTREAM_KEY not in text
     assert _PROMPT not in text
     assert "Traceback" not in text
+    # uvicorn logs each WebSocket handshake with its path: the query string (keys, prompts) is redacted.
+    with_query = [entry["event"] for entry in entries if "WebSocket /v1/ws?" in entry["event"]]
+    assert len(with_query) == 2
+    assert all('"WebSocket /v1/ws?[redacted]"' in line for line in with_query)
+
+
+_WRONG_KEY = "k1-wrong-key-typed-by-someone"
+
+
+def _exercise_every_key_carrying_transport(port: int) -> None:
+    """Keys travel in a header (HTTP), in the WebSocket URL (browsers cannot set headers there) or in its
+    first message; prompts travel in query strings too (`GET /v1/stream`, EventSource)."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    base = f"127.0.0.1:{port}"
+    with httpx.Client(base_url=f"http://{base}", timeout=10) as client:
+        got = client.get(
+            "/v1/stream", params={"prompt": _PROMPT}, headers={"authorization": f"Bearer {_CLIENT_KEY}"}
+        )
+        assert got.status_code == 200
+    for key in (_CLIENT_KEY, _WRONG_KEY):
+        url = f"ws://{base}/v1/ws?api_key={key}&prompt={_PROMPT.replace(' ', '+')}"
+        # The server answers the wrong key with an error message, then closes.
+        with connect(url) as socket, contextlib.suppress(ConnectionClosed):
+            socket.send('{"type": "prompt", "id": "p1", "messages": [{"role": "user", "content": "hi"}]}')
+            while msgspec.json.decode(socket.recv(timeout=10))["type"] not in ("done", "error"):
+                pass
+    with connect(f"ws://{base}/v1/ws") as socket:
+        socket.send(msgspec.json.encode({"type": "auth", "api_key": _CLIENT_KEY}).decode())
+        socket.send('{"type": "prompt", "id": "p1", "messages": [{"role": "user", "content": "hi"}]}')
+        while msgspec.json.decode(socket.recv(timeout=10))["type"] not in ("done", "error"):
+            pass
