@@ -10,8 +10,8 @@ from typing import Any
 import msgspec
 
 _encoder = msgspec.json.Encoder()
-# A path's query string, as servers quote it in their own lines (`"WebSocket /v1/ws?api_key=..." [accepted]`):
-# it can carry an API key (the WebSocket URL, which browsers cannot give headers) or a prompt (`GET /v1/stream`).
+# A path's query string, as servers quote it in their own lines (`"WebSocket /v1/ws?api_key=..."`): it can
+# carry an API key (the WebSocket URL, which browsers cannot give headers) or a prompt (`GET /v1/stream`).
 _QUERY_STRING = re.compile(r"(/[^\s\"?]*)\?[^\s\"]*")
 
 logger = logging.getLogger("tokenrelay")
