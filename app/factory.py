@@ -17,6 +17,7 @@ from litestar.plugins import PluginProtocol
 from app import VERSION
 from app.errors import ApiError, for_http_status, internal_error
 from app.http.auth import ApiKeyGuard
+from app.http.disconnect import ClientGoneError
 from app.http.page import index, static_asset
 from app.http.routes import cancel_stream, chat_completions, healthz, list_models, stream_get, stream_post
 from app.http.ws import stream_socket
@@ -91,6 +92,11 @@ def _http_exception_response(request: Request[Any, Any, Any], exc: HTTPException
     return Response(error.body(), status_code=status, headers=exc.headers or {})
 
 
+def _client_gone_response(_: Request[Any, Any, Any], exc: ClientGoneError) -> Response[Any]:
+    # Nobody reads it: the session has already ended (and logged `stream_end`, outcome `cancelled`).
+    return Response(None, status_code=499)
+
+
 def _unexpected_error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log_event("unhandled_error", logging.ERROR, path=request.url.path, exc_type=type(exc).__name__)
     error = internal_error()
@@ -132,6 +138,7 @@ def create_app(
         lifespan=[lifespan],
         exception_handlers={
             ApiError: _api_error_response,
+            ClientGoneError: _client_gone_response,
             HTTPException: _http_exception_response,
             Exception: _unexpected_error_response,
         },

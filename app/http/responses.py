@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 from litestar import Response
 from litestar.response.base import ASGIResponse
 
+from app.http.disconnect import wait_for_disconnect
 from app.stream.consumer import OpenStream, frames
 from app.stream.dialects import Dialect
 from app.stream.dialects.sse import EVENT_STREAM_HEADERS
@@ -79,7 +80,7 @@ class _EventStreamASGI(ASGIResponse):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         trailers = ASGI_EXTENSION in (scope.get("extensions") or {})
         writer = asyncio.create_task(self._write(send, trailers=trailers))
-        listener = asyncio.create_task(_wait_for_disconnect(receive))
+        listener = asyncio.create_task(wait_for_disconnect(receive))
         try:
             await asyncio.wait((writer, listener), return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -114,8 +115,3 @@ class _EventStreamASGI(ASGIResponse):
                     "Message", {"type": "http.response.trailers", "headers": headers, "more_trailers": False}
                 )
             )
-
-
-async def _wait_for_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass

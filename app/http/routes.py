@@ -12,6 +12,7 @@ from litestar.params import FromPath
 
 from app import VERSION
 from app.errors import INVALID_REQUEST, STREAM_NOT_FOUND
+from app.http.disconnect import unless_gone
 from app.http.requests import (
     build_chat_request,
     check_query_encoding,
@@ -77,13 +78,14 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
     )
     session = open_session(services, chat, "chat.completions", host_deadline=host_deadline(request.scope))
     completion_id = f"chatcmpl-{session.stream_id}"
-    stream = await open_stream(session)
+    stream = await unless_gone(request.receive, open_stream(session))
     headers = _stream_headers(session)
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
-        dialect = OpenAIChatDialect(session, completion_id=completion_id, include_usage=include_usage)
-        return EventStreamResponse(stream, dialect, headers=headers)
-    completion = await collect(stream, CompletionDialect(session, completion_id=completion_id))
+        chunks = OpenAIChatDialect(session, completion_id=completion_id, include_usage=include_usage)
+        return EventStreamResponse(stream, chunks, headers=headers)
+    whole = CompletionDialect(session, completion_id=completion_id)
+    completion = await unless_gone(request.receive, collect(stream, whole))
     return Response(completion, media_type=MediaType.JSON, headers=headers)
 
 
@@ -103,7 +105,7 @@ async def _native_response(
         mock=mock,
     )
     session = open_session(services, chat, "stream", host_deadline=host_deadline(request.scope))
-    stream = await open_stream(session)
+    stream = await unless_gone(request.receive, open_stream(session))
     return EventStreamResponse(stream, NativeDialect(session), headers=_stream_headers(session))
 
 

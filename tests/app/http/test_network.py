@@ -201,6 +201,67 @@ def test_a_client_that_leaves_during_heartbeats_cancels_a_silent_provider(
     assert (end["outcome"], provider.tokens_emitted, provider.active_streams) == ("cancelled", 0, 0)
 
 
+async def _leave_before_the_answer(client: httpx.AsyncClient, request: httpx.Request) -> None:
+    """Send the request, then hang up while the server is still silent (no status line yet)."""
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.3):
+            await client.send(request, stream=True)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "request_body"),
+    [
+        ("POST", "/v1/stream", {"messages": user(_PROMPT), "mock": {"stall_ms": 8000}}),
+        ("GET", "/v1/stream?prompt=hi&mock=%7B%22stall_ms%22%3A8000%7D", None),
+        (
+            "POST",
+            "/v1/chat/completions",
+            {"messages": user(_PROMPT), "stream": True, "mock": {"stall_ms": 8000}},
+        ),
+    ],
+)
+def test_a_disconnect_before_the_first_token_cancels_the_generation(
+    make_app: AppFactory,
+    serve: ServeFactory,
+    provider: MockProvider,
+    log_capture: LogCapture,
+    method: str,
+    path: str,
+    request_body: dict[str, Any] | None,
+) -> None:
+    # The mock stays silent for 8 s, longer than `_stream_ended` waits: only a noticed disconnect ends it.
+    async def body() -> dict[str, Any]:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
+            await _leave_before_the_answer(client, client.build_request(method, path, json=request_body))
+            return await _stream_ended(log_capture)
+
+    with serve(make_app()) as server:
+        end = run_async(body, timeout_s=20)
+
+    assert end["outcome"] == "cancelled"
+    assert (provider.tokens_emitted, provider.active_streams) == (0, 0)
+
+
+def test_a_non_streamed_completion_is_cancelled_when_its_client_leaves(
+    make_app: AppFactory, serve: ServeFactory, provider: MockProvider, log_capture: LogCapture
+) -> None:
+    # 2,000 tokens at 20 ms would take 40 s: only a noticed disconnect ends it within `_stream_ended`.
+    request_body = {"messages": user(_PROMPT), "mock": {"delay_ms": 20, "repeat": 20}, "max_tokens": 2000}
+
+    async def body() -> dict[str, Any]:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
+            request = client.build_request("POST", "/v1/chat/completions", json=request_body)
+            await _leave_before_the_answer(client, request)
+            return await _stream_ended(log_capture)
+
+    with serve(make_app()) as server:
+        end = run_async(body, timeout_s=20)
+
+    assert end["outcome"] == "cancelled"
+    assert provider.active_streams == 0
+    assert provider.tokens_emitted < 100
+
+
 def test_an_explicit_cancel_stops_a_running_stream_with_a_terminal_event(
     make_app: AppFactory, serve: ServeFactory, provider: MockProvider, log_capture: LogCapture
 ) -> None:
