@@ -57,6 +57,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     heartbeat_interval_s: float = 15.0
     stream_idle_timeout_s: float = 60.0
     stream_deadline_s: float = 300.0
+    stream_send_timeout_s: float = 30.0
     max_tokens_limit: int = 4096
     max_body_bytes: int = 1_048_576
     api_keys: tuple[Secret, ...] = ()
@@ -103,6 +104,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             heartbeat_interval_s=env.number("HEARTBEAT_INTERVAL_S", 15.0, minimum=0.01),
             stream_idle_timeout_s=env.number("STREAM_IDLE_TIMEOUT_S", 60.0, minimum=0.01),
             stream_deadline_s=env.number("STREAM_DEADLINE_S", 300.0, minimum=0.01),
+            stream_send_timeout_s=env.number("STREAM_SEND_TIMEOUT_S", 30.0, minimum=0.01),
             max_tokens_limit=int(env.number("MAX_TOKENS_LIMIT", 4096, minimum=1, integer=True)),
             max_body_bytes=int(env.number("MAX_BODY_BYTES", 1_048_576, minimum=1024, integer=True)),
             api_keys=tuple(Secret(key) for key in env.csv("API_KEYS")),

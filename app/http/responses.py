@@ -14,17 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from litestar import Response
 from litestar.response.base import ASGIResponse
 
 from app.http.disconnect import wait_for_disconnect
+from app.stream.session import Outcome
 from app.stream.consumer import OpenStream, frames
 from app.stream.dialects import Dialect
 from app.stream.dialects.sse import EVENT_STREAM_HEADERS
 from app.stream.trailers import ASGI_EXTENSION, outcome_trailers
+
+# After its deadline the session ends the stream itself; this is how long it gets to, before the writer
+# is stopped from outside (it can only be stuck in a write to a client that does not read).
+_DEADLINE_GRACE_S: Final = 1.0
 
 if TYPE_CHECKING:
     from litestar.app import Litestar
@@ -67,7 +73,7 @@ class EventStreamResponse(Response[None]):
 
 
 class _EventStreamASGI(ASGIResponse):
-    __slots__ = ("_dialect", "_raw_headers", "_stream")
+    __slots__ = ("_dialect", "_raw_headers", "_stream", "_writes", "_writing")
 
     def __init__(
         self, stream: OpenStream, dialect: Dialect[bytes], headers: list[tuple[bytes, bytes]]
@@ -76,13 +82,16 @@ class _EventStreamASGI(ASGIResponse):
         self._stream = stream
         self._dialect = dialect
         self._raw_headers = headers
+        # The writer's progress, for the supervisor: completed writes, and whether one is under way.
+        self._writes = 0
+        self._writing = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         trailers = ASGI_EXTENSION in (scope.get("extensions") or {})
         writer = asyncio.create_task(self._write(send, trailers=trailers))
         listener = asyncio.create_task(wait_for_disconnect(receive))
         try:
-            await asyncio.wait((writer, listener), return_when=asyncio.FIRST_COMPLETED)
+            await self._supervise(writer, listener)
         finally:
             listener.cancel()
             if not writer.done():
@@ -91,6 +100,40 @@ class _EventStreamASGI(ASGIResponse):
                 await writer
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
+
+    async def _supervise(self, writer: asyncio.Task[None], listener: asyncio.Task[None]) -> None:
+        """Wait for the writer to finish or the client to leave; stop a stream whose client stops reading.
+
+        The session enforces its budgets only while it is asked for events. A client that stops reading
+        (but stays connected) blocks the writer in `send` once the socket buffers are full, and with it
+        the session: so the deadline is also enforced here, and a single write that waits longer than
+        `send_timeout_s` drops the stream (outcome `stalled`).
+        """
+        session = self._stream.session
+        send_timeout_s = session.limits.send_timeout_s
+        previous = (-1, False)
+        while True:
+            timeout_s = send_timeout_s
+            if session.deadline_at is not None:
+                timeout_s = min(
+                    timeout_s, max(0.0, session.deadline_at + _DEADLINE_GRACE_S - time.monotonic())
+                )
+            done, _ = await asyncio.wait(
+                (writer, listener), timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            if done:
+                return
+            if (
+                session.deadline_at is not None
+                and time.monotonic() >= session.deadline_at + _DEADLINE_GRACE_S
+            ):
+                session.stopping_as(Outcome.DEADLINE)
+                return
+            progress = (self._writes, self._writing)
+            if self._writing and progress == previous:  # the same write, under way for a whole window
+                session.stopping_as(Outcome.STALLED)
+                return
+            previous = progress
 
     async def _write(self, send: Send, *, trailers: bool) -> None:
         body = frames(self._stream, self._dialect)
@@ -104,7 +147,10 @@ class _EventStreamASGI(ASGIResponse):
             }
             await send(cast("HTTPResponseStartEvent", start))
             async for chunk in body:
+                self._writing = True
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                self._writing = False
+                self._writes += 1
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await body.aclose()

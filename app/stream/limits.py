@@ -53,4 +53,6 @@ class StreamLimits:
     idle_timeout_s: float
     deadline_s: float
     heartbeat_s: float
+    # How long one write may wait for a client that does not read, before the stream is dropped.
+    send_timeout_s: float = 30.0
     host_deadline: Deadline | None = None

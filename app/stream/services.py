@@ -34,6 +34,7 @@ def open_session(
         idle_timeout_s=settings.stream_idle_timeout_s,
         deadline_s=settings.stream_deadline_s,
         heartbeat_s=settings.heartbeat_interval_s,
+        send_timeout_s=settings.stream_send_timeout_s,
         host_deadline=host_deadline,
     )
     stream_id = secrets.token_hex(12)

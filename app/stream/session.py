@@ -37,6 +37,8 @@ class Outcome(enum.StrEnum):
     MAX_TOKENS = "max_tokens"
     IDLE_TIMEOUT = "idle_timeout"
     DEADLINE = "deadline"
+    # The client stopped reading: one write waited longer than `StreamLimits.send_timeout_s`.
+    STALLED = "stalled"
 
 
 class Heartbeat:
@@ -108,8 +110,12 @@ class StreamSession:
         self.ended_at: float | None = None
         self.deltas = 0
         self.usage: Usage | None = None
-        # How it ended, once it has: what a host reports beside the stream (Lambda's error trailers).
+        # How it ended, once it has.
         self.outcome: Outcome | None = None
+        # When the stream must be over, on the loop's clock, once it has started.
+        self.deadline_at: float | None = None
+        # Set by whoever stops the stream from outside (the writer, for a client that does not read).
+        self._stopped_as: Outcome | None = None
         self.failure: ApiError | None = None
 
     @property
@@ -150,6 +156,7 @@ class StreamSession:
         deadline_at = now + limits.deadline_s
         if limits.host_deadline is not None:
             deadline_at = min(deadline_at, limits.host_deadline.at)
+        self.deadline_at = deadline_at
         poll_s = self._cancels.poll_interval_s
         max_tokens, idle_s, heartbeat_s = limits.max_tokens, limits.idle_timeout_s, limits.heartbeat_s
         heartbeat_at = now + heartbeat_s
@@ -247,8 +254,14 @@ class StreamSession:
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
             await self._cancels.release(self.stream_id)
+            if self._stopped_as is not None:
+                outcome = self._stopped_as
             self.outcome = outcome
             self._log_end(outcome)
+
+    def stopping_as(self, outcome: Outcome) -> None:
+        """Say why the stream is about to be closed from outside, so that its `stream_end` line says so."""
+        self._stopped_as = outcome
 
     def _failed(self, error: ApiError, outcome: Outcome) -> Failed:
         self.failure = error

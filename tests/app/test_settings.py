@@ -34,6 +34,7 @@ def test_every_knob_is_read_and_typed() -> None:
             "HEARTBEAT_INTERVAL_S": "0.5",
             "STREAM_IDLE_TIMEOUT_S": "7",
             "STREAM_DEADLINE_S": "90",
+            "STREAM_SEND_TIMEOUT_S": "4",
             "MAX_TOKENS_LIMIT": "256",
             "MAX_BODY_BYTES": "2048",
             "API_KEYS": "k1, k2",
@@ -56,6 +57,7 @@ def test_every_knob_is_read_and_typed() -> None:
         7.0,
         90.0,
     )
+    assert settings.stream_send_timeout_s == 4.0
     assert (settings.max_tokens_limit, settings.max_body_bytes) == (256, 2048)
     assert settings.api_keys == (Secret("k1"), Secret("k2"))
     assert (settings.log_level, settings.log_prompts) == ("DEBUG", True)
@@ -84,6 +86,7 @@ def test_an_openai_key_selects_the_openai_provider_and_its_default_model() -> No
         ({"STREAM_IDLE_TIMEOUT_S": "inf"}, "STREAM_IDLE_TIMEOUT_S"),
         ({"OPENAI_TIMEOUT_S": "1e400"}, "OPENAI_TIMEOUT_S"),
         ({"STREAM_IDLE_TIMEOUT_S": "-1"}, "STREAM_IDLE_TIMEOUT_S"),
+        ({"STREAM_SEND_TIMEOUT_S": "0"}, "STREAM_SEND_TIMEOUT_S"),
         ({"MOCK_TOKEN_DELAY_MS": "1.5"}, "MOCK_TOKEN_DELAY_MS"),
         ({"MOCK_TOKEN_DELAY_MS": "-1"}, "MOCK_TOKEN_DELAY_MS"),
         ({"MAX_TOKENS_LIMIT": "0"}, "MAX_TOKENS_LIMIT"),

@@ -7,6 +7,7 @@ Every test waits on real events (a frame arriving, a log record, a counter) unde
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -556,3 +557,54 @@ def test_openai_sdk_with_api_keys(make_app: AppFactory, serve: ServeFactory) -> 
         ):
             client.chat.completions.create(model="mock", messages=[{"role": "user", "content": "hi"}])
     assert caught.value.code == "invalid_api_key"
+
+
+# --- a client that stops reading ---
+
+
+def _request_and_stop_reading(server: RunningServer, body: dict[str, Any]) -> socket.socket:
+    """POST a long stream, read nothing, stay connected: with a small receive buffer, the server's writes
+    soon wait on this client. The caller closes the socket."""
+    client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.connect((server.host, server.port))
+    payload = msgspec.json.encode(body)
+    head = (
+        f"POST /v1/stream HTTP/1.1\r\nHost: {server.host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    ).encode()
+    client.sendall(head + payload)
+    return client
+
+
+_FLOOD = {"messages": user(_PROMPT), "max_tokens": 100_000, "mock": {"repeat": 1000}}
+
+
+@pytest.mark.parametrize(
+    ("limits", "outcome"),
+    [
+        ({"stream_deadline_s": 1.0}, "deadline"),
+        ({"stream_send_timeout_s": 0.5}, "stalled"),
+    ],
+    ids=["the deadline", "the send timeout"],
+)
+def test_budgets_hold_against_a_client_that_stops_reading(
+    make_app: AppFactory,
+    serve: ServeFactory,
+    provider: MockProvider,
+    log_capture: LogCapture,
+    limits: dict[str, float],
+    outcome: str,
+) -> None:
+    # Without a bound on the writer, the session (blocked behind it) would wait on this client forever:
+    # `log_capture.wait_for` would then fail after its 5 s.
+    with serve(make_app(max_tokens_limit=100_000, **limits)) as server:
+        client = _request_and_stop_reading(server, _FLOOD)
+        try:
+            [end] = log_capture.wait_for("stream_end", 1)
+        finally:
+            client.close()
+
+    assert end["outcome"] == outcome
+    assert provider.active_streams == 0
+    assert provider.tokens_emitted < 100_000
