@@ -22,10 +22,10 @@ from litestar import Response
 from litestar.response.base import ASGIResponse
 
 from app.http.disconnect import wait_for_disconnect
-from app.stream.session import Outcome
 from app.stream.consumer import OpenStream, frames
 from app.stream.dialects import Dialect
 from app.stream.dialects.sse import EVENT_STREAM_HEADERS
+from app.stream.session import Outcome
 from app.stream.trailers import ASGI_EXTENSION, outcome_trailers
 
 # After its deadline the session ends the stream itself; this is how long it gets to, before the writer
