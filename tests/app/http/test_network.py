@@ -593,7 +593,7 @@ def test_budgets_hold_against_a_client_that_stops_reading(
     serve: ServeFactory,
     provider: MockProvider,
     log_capture: LogCapture,
-    limits: dict[str, float],
+    limits: dict[str, Any],
     outcome: str,
 ) -> None:
     # Without a bound on the writer, the session (blocked behind it) would wait on this client forever:
