@@ -234,9 +234,10 @@ class _SocketSession:
             await self._send_error(exc, prompt_id)
             return
         session = open_session(services, chat, "ws", host_deadline=host_deadline(self._socket.scope))
-        self._prompts[prompt_id] = asyncio.create_task(
-            self._stream(prompt_id, session), name=f"ws-{session.stream_id}"
-        )
+        task = asyncio.create_task(self._stream(prompt_id, session), name=f"ws-{session.stream_id}")
+        # A task cancelled before its first step never runs its coroutine, so the session never logs.
+        task.add_done_callback(lambda _: session.end_unstarted())
+        self._prompts[prompt_id] = task
 
     async def _stream(self, prompt_id: str, session: StreamSession) -> None:
         """Relay one session's events; cancelling this task closes the session, which cancels the provider."""

@@ -116,6 +116,7 @@ class StreamSession:
         self.deadline_at: float | None = None
         # Set by whoever stops the stream from outside (the writer, for a client that does not read).
         self._stopped_as: Outcome | None = None
+        self._began = False
         self.failure: ApiError | None = None
 
     @property
@@ -148,6 +149,7 @@ class StreamSession:
 
     async def events(self) -> AsyncGenerator[SessionEvent, None]:
         """Yield deltas and heartbeats, then exactly one `Completed` or `Failed`, unless closed early."""
+        self._began = True
         limits = self.limits
         queue = self._queue
         loop = asyncio.get_running_loop()
@@ -258,6 +260,17 @@ class StreamSession:
                 outcome = self._stopped_as
             self.outcome = outcome
             self._log_end(outcome)
+
+    def end_unstarted(self) -> None:
+        """Log the end of a session that was given up before its events were ever asked for.
+
+        (A WebSocket prompt cancelled before its task ran a step): still one `stream_end` per session.
+        """
+        if self._began or self.outcome is not None:
+            return
+        self.ended_at = time.perf_counter()
+        self.outcome = Outcome.CANCELLED
+        self._log_end(Outcome.CANCELLED)
 
     def stopping_as(self, outcome: Outcome) -> None:
         """Say why the stream is about to be closed from outside, so that its `stream_end` line says so."""

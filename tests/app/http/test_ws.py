@@ -421,3 +421,25 @@ def test_a_page_of_another_origin_is_refused_with_4403(
         assert provider.active_streams == 0
 
     run_with_socket(make_app, serve, body, origin="http://attacker.example")
+
+
+def test_every_prompt_cancelled_even_before_it_starts_logs_one_stream_end(
+    make_app: AppFactory, serve: ServeFactory, log_capture: LogCapture
+) -> None:
+    # A prompt and its cancel in one write: the server often reads the cancel before the prompt's task has
+    # run a single step. One `stream_end` line per accepted prompt, on every path.
+    count = 60
+
+    async def body(ws: ClientConnection) -> None:
+        for index in range(count):
+            both = [json.dumps(prompt(f"p{index}", "hello")), json.dumps({"type": "cancel", "id": f"p{index}"})]
+            for message in both:
+                await ws.send(message)
+        replies = await until_terminal(ws, *(f"p{index}" for index in range(count)))
+        assert {reply["id"] for reply in replies if reply["type"] == "error"} == {f"p{i}" for i in range(count)}
+
+    run_with_socket(make_app, serve, body, provider=MockProvider(token_delay_s=0.01))
+
+    ends = log_capture.wait_for("stream_end", count)
+    assert len(ends) == count
+    assert {end["outcome"] for end in ends} == {"cancelled"}
