@@ -432,11 +432,11 @@ def test_every_prompt_cancelled_even_before_it_starts_logs_one_stream_end(
 
     async def body(ws: ClientConnection) -> None:
         for index in range(count):
-            both = [json.dumps(prompt(f"p{index}", "hello")), json.dumps({"type": "cancel", "id": f"p{index}"})]
-            for message in both:
-                await ws.send(message)
-        replies = await until_terminal(ws, *(f"p{index}" for index in range(count)))
-        assert {reply["id"] for reply in replies if reply["type"] == "error"} == {f"p{i}" for i in range(count)}
+            await ws.send(json.dumps(prompt(f"p{index}", "hello")))
+            await ws.send(json.dumps({"type": "cancel", "id": f"p{index}"}))
+        ids = [f"p{index}" for index in range(count)]
+        replies = await until_terminal(ws, *ids)
+        assert {reply["id"] for reply in replies if reply["type"] == "error"} == set(ids)
 
     run_with_socket(make_app, serve, body, provider=MockProvider(token_delay_s=0.01))
 
