@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import random
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 from providers.errors import (
     ProviderAuthError,
@@ -152,10 +153,11 @@ class MockProvider:
         delay_s = self._token_delay_s
         if directives is not None and directives.delay_ms is not None:
             delay_s = directives.delay_ms / 1000
-        answer = compose_answer(request)
-        if directives is not None and directives.repeat is not None:
-            answer = "\n\n".join([answer] * directives.repeat)
-        tokens = tokenize(answer)
+        once = tokenize(compose_answer(request))
+        repeat = directives.repeat if directives is not None and directives.repeat is not None else 1
+        # The answer `repeat` times over, separated by a blank line: counted, never built, so that a long
+        # stream costs the same memory as a short one and each token O(1).
+        total = len(once) * repeat + (repeat - 1)
         self.active_streams += 1
         try:
             if directives is not None and directives.stall_ms:
@@ -163,8 +165,8 @@ class MockProvider:
             if directives is not None and directives.error is not None:
                 raise _fault(directives.error)
             fail_after = directives.fail_after if directives is not None else None
-            limit = len(tokens) if request.max_tokens is None else min(len(tokens), request.max_tokens)
-            for index, token in enumerate(tokens[:limit]):
+            limit = total if request.max_tokens is None else min(total, request.max_tokens)
+            for index, token in enumerate(itertools.islice(_repeated(once, repeat), limit)):
                 if index == fail_after:
                     raise ProviderStreamError(f"mock failure injected after {fail_after} deltas")
                 # Always suspend, even at zero delay: a generator that never awaits cannot be cancelled
@@ -176,12 +178,20 @@ class MockProvider:
                 # Asked to fail after more deltas than the answer has: fail where `Finish` would be.
                 raise ProviderStreamError(f"mock failure injected after {fail_after} deltas")
             usage = Usage(prompt_tokens=count_prompt_tokens(request.messages), completion_tokens=limit)
-            yield Finish(reason="length" if limit < len(tokens) else "stop", usage=usage)
+            yield Finish(reason="length" if limit < total else "stop", usage=usage)
         finally:
             self.active_streams -= 1
 
     async def aclose(self) -> None:
         return None
+
+
+def _repeated(tokens: list[str], times: int) -> Iterator[str]:
+    """`tokens` `times` over, a blank line between: `tokenize` of the joined text, without joining it."""
+    for round_ in range(times):
+        if round_:
+            yield "\n\n"
+        yield from tokens
 
 
 def _fault(kind: MockFault) -> ProviderError:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import msgspec
 import pytest
 
@@ -52,3 +54,28 @@ def test_repeat_with_max_tokens_gives_an_exact_long_stream() -> None:
 def test_repeat_out_of_range_is_rejected(raw: bytes) -> None:
     with pytest.raises(msgspec.ValidationError, match=r"\$\.repeat"):
         msgspec.json.decode(raw, type=MockDirectives)
+
+
+def test_a_long_repeat_is_generated_on_demand_not_built_in_memory() -> None:
+    # The amplifier: `repeat: 1000` once built a 1000-fold answer and all its tokens (~7 MB) per stream,
+    # whatever `max_tokens` asked for; any anonymous client could send it.
+    async def first_three() -> int:
+        tracemalloc.start()
+        try:
+            stream = MockProvider().stream_chat(_request(1000, max_tokens=3))
+            items = [item async for item in stream]
+            assert sum(isinstance(item, TextDelta) for item in items) == 3
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    peak_bytes = run_async(first_three)
+
+    assert peak_bytes < 200_000
+
+
+def test_repeated_tokens_are_the_tokens_of_the_repeated_text() -> None:
+    once = compose_answer(_request(None))
+    items = _collect(_request(4))
+
+    assert [item.text for item in items if isinstance(item, TextDelta)] == tokenize("\n\n".join([once] * 4))
