@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Sequence
 from typing import Any
@@ -30,6 +31,18 @@ def key_matches(candidate: str, keys: Sequence[Secret]) -> bool:
     for key in keys:
         matched |= hmac.compare_digest(encoded, key.reveal().encode())
     return matched
+
+
+def owner_of(key: str | None) -> str | None:
+    """Who a stream belongs to: a digest of the API key that started it (never the key), or None."""
+    if key is None:
+        return None
+    return hashlib.sha256(b"tokenrelay stream owner\0" + key.encode()).hexdigest()[:32]
+
+
+def request_owner(connection: ASGIConnection[Any, Any, Any, Any], keys: Sequence[Secret]) -> str | None:
+    """The owner of what an HTTP request starts or stops: its bearer key's digest, when keys are on."""
+    return owner_of(bearer_token(connection.headers.get("authorization"))) if keys else None
 
 
 def unauthorized(message: str) -> ApiError:

@@ -12,6 +12,7 @@ from litestar.params import FromPath
 
 from app import VERSION
 from app.errors import INVALID_REQUEST, STREAM_NOT_FOUND
+from app.http.auth import request_owner
 from app.http.disconnect import unless_gone
 from app.http.requests import (
     build_chat_request,
@@ -76,7 +77,13 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
         seed=body.seed,
         user=body.user,
     )
-    session = open_session(services, chat, "chat.completions", host_deadline=host_deadline(request.scope))
+    session = open_session(
+        services,
+        chat,
+        "chat.completions",
+        host_deadline=host_deadline(request.scope),
+        owner=request_owner(request, services.settings.api_keys),
+    )
     completion_id = f"chatcmpl-{session.stream_id}"
     stream = await unless_gone(request.receive, open_stream(session))
     headers = _stream_headers(session)
@@ -104,7 +111,13 @@ async def _native_response(
         max_tokens=max_tokens,
         mock=mock,
     )
-    session = open_session(services, chat, "stream", host_deadline=host_deadline(request.scope))
+    session = open_session(
+        services,
+        chat,
+        "stream",
+        host_deadline=host_deadline(request.scope),
+        owner=request_owner(request, services.settings.api_keys),
+    )
     stream = await unless_gone(request.receive, open_stream(session))
     return EventStreamResponse(stream, NativeDialect(session), headers=_stream_headers(session))
 
@@ -137,7 +150,13 @@ async def stream_post(request: Request[Any, Any, Any], state: State) -> EventStr
 
 
 @post("/v1/streams/{stream_id:str}/cancel", status_code=202, tags=["stream"], summary="Stop a running stream")
-async def cancel_stream(stream_id: FromPath[str], state: State) -> CancelAccepted:
-    if not await services_of(state).cancels.request_cancel(stream_id):
+async def cancel_stream(
+    stream_id: FromPath[str], request: Request[Any, Any, Any], state: State
+) -> CancelAccepted:
+    services = services_of(state)
+    # Another key's stream answers as an unknown one: a 404 tells nothing about streams that are not yours.
+    if not await services.cancels.request_cancel(
+        stream_id, request_owner(request, services.settings.api_keys)
+    ):
         raise STREAM_NOT_FOUND(f"no running stream with id {stream_id!r}", param="stream_id")
     return CancelAccepted(stream_id=stream_id)

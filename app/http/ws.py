@@ -31,7 +31,7 @@ from app.errors import (
     ApiError,
     cancelled_error,
 )
-from app.http.auth import bearer_token, key_matches, unauthorized
+from app.http.auth import bearer_token, key_matches, owner_of, unauthorized
 from app.http.requests import build_chat_request, decode_json
 from app.http.state import services_of
 from app.logs import log_event
@@ -137,6 +137,7 @@ class _SocketSession:
         self._services = services
         self._send_lock = asyncio.Lock()
         self._prompts: dict[str, asyncio.Task[None]] = {}
+        self._owner: str | None = None  # the key's digest, once authenticated (keys on)
 
     async def run(self) -> None:
         await self._socket.accept()
@@ -190,6 +191,7 @@ class _SocketSession:
             offered = first.api_key
         if not key_matches(offered, keys):
             raise _unauthorized("invalid API key")
+        self._owner = owner_of(offered)
 
     async def _handle(self, raw: str | bytes) -> None:
         if len(raw) > self._services.settings.max_body_bytes:
@@ -233,7 +235,9 @@ class _SocketSession:
         except ApiError as exc:
             await self._send_error(exc, prompt_id)
             return
-        session = open_session(services, chat, "ws", host_deadline=host_deadline(self._socket.scope))
+        session = open_session(
+            services, chat, "ws", host_deadline=host_deadline(self._socket.scope), owner=self._owner
+        )
         task = asyncio.create_task(self._stream(prompt_id, session), name=f"ws-{session.stream_id}")
         # A task cancelled before its first step never runs its coroutine, so the session never logs.
         task.add_done_callback(lambda _: session.end_unstarted())

@@ -25,9 +25,17 @@ class Services:
 
 
 def open_session(
-    services: Services, chat: ChatRequest, endpoint: str, *, host_deadline: Deadline | None
+    services: Services,
+    chat: ChatRequest,
+    endpoint: str,
+    *,
+    host_deadline: Deadline | None,
+    owner: str | None = None,
 ) -> StreamSession:
-    """A session for one generation, with budgets from settings and from the host (Lambda's deadline)."""
+    """A session for one generation, with budgets from settings and from the host (Lambda's deadline).
+
+    `owner` identifies the API key that asked (`app.http.auth.owner_of`): only it may cancel the stream.
+    """
     settings = services.settings
     limits = StreamLimits(
         max_tokens=chat.max_tokens or settings.max_tokens_limit,
@@ -52,4 +60,5 @@ def open_session(
         endpoint=endpoint,
         limits=limits,
         cancels=services.cancels,
+        owner=owner,
     )

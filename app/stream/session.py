@@ -97,6 +97,7 @@ class StreamSession:
         endpoint: str,
         limits: StreamLimits,
         cancels: CancelRegistry,
+        owner: str | None = None,
     ) -> None:
         self.provider = provider
         self.request = request
@@ -104,6 +105,7 @@ class StreamSession:
         self.endpoint = endpoint
         self.limits = limits
         self._cancels = cancels
+        self._owner = owner
         self._queue = Channel(_QUEUE_SIZE)
         self.started_at = time.perf_counter()
         self.first_token_at: float | None = None
@@ -169,7 +171,7 @@ class StreamSession:
         alarm: asyncio.TimerHandle | None = None
         items = queue.items
         outcome = Outcome.CANCELLED
-        await self._cancels.register(self.stream_id)
+        await self._cancels.register(self.stream_id, self._owner)
         pump = asyncio.create_task(self._pump(), name=f"provider-{self.stream_id}")
         try:
             while True:

@@ -4,6 +4,9 @@ On Lambda a client that walks away is never reported to the function, so `POST /
 marks the stream in a registry that the stream polls between chunks. Locally the registry is in memory
 (`memory.py`); on AWS it is a DynamoDB table (`dynamodb.py`), since the cancel request may reach another
 instance than the one streaming.
+
+A stream belongs to the API key that started it (`owner`, a digest of the key, None without keys): a cancel
+with another key is refused exactly like one for an unknown id, so it tells nothing about other streams.
 """
 
 from __future__ import annotations
@@ -20,12 +23,12 @@ class CancelRegistry(Protocol):
         """How often a stream asks `is_cancelled`, between chunks and while the provider is silent."""
         ...
 
-    async def register(self, stream_id: str) -> None:
+    async def register(self, stream_id: str, owner: str | None = None) -> None:
         """Record that a stream is live, so that a cancel for it can be told apart from a typo."""
         ...
 
-    async def request_cancel(self, stream_id: str) -> bool:
-        """Ask a live stream to stop; False when no such stream is known."""
+    async def request_cancel(self, stream_id: str, owner: str | None = None) -> bool:
+        """Ask a live stream to stop; False when no such stream is known to this owner."""
         ...
 
     async def is_cancelled(self, stream_id: str) -> bool:

@@ -2,8 +2,9 @@
 
 On Lambda each instance serves one request at a time: while an instance streams, the cancel request for
 that stream is necessarily served by a different instance, so the registry must be shared. One item per
-live stream: `stream_id` (hash key), `cancelled`, and `expires_at` (epoch seconds, the table's TTL
-attribute) so that items of crashed instances disappear on their own.
+live stream: `stream_id` (hash key), `cancelled`, `owner` (the digest of the API key that started it, when
+the service has keys), and `expires_at` (epoch seconds, the table's TTL attribute) so that items of crashed
+instances disappear on their own.
 
 Nothing here sits between a stream and its first byte: registration and release are written in the
 background, and a per-stream watcher polls the item and keeps a local flag that `is_cancelled` reads.
@@ -45,6 +46,7 @@ class DynamoDBCancelRegistry:
         self._table_poll_s = poll_interval_s
         self._ttl_s = ttl_s
         self._cancelled: dict[str, bool] = {}
+        self._owners: dict[str, str | None] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._writes: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -53,26 +55,38 @@ class DynamoDBCancelRegistry:
     def poll_interval_s(self) -> float:
         return min(_LOCAL_CHECK_S, self._table_poll_s)
 
-    async def register(self, stream_id: str) -> None:
+    async def register(self, stream_id: str, owner: str | None = None) -> None:
         self._cancelled[stream_id] = False
-        self._writes[stream_id] = self._spawn(self._put(stream_id))
+        self._owners[stream_id] = owner
+        self._writes[stream_id] = self._spawn(self._put(stream_id, owner))
         self._watchers[stream_id] = asyncio.create_task(
             self._watch(stream_id), name=f"cancel-watch-{stream_id}"
         )
 
-    async def request_cancel(self, stream_id: str) -> bool:
+    async def request_cancel(self, stream_id: str, owner: str | None = None) -> bool:
         if stream_id in self._cancelled:  # streamed by this very process: no need to ask the table
+            if self._owners.get(stream_id) != owner:
+                return False
             self._cancelled[stream_id] = True
             return True
+        # A stream that ended (item deleted) or whose instance died (item expired) is not running; one
+        # started with another key is not this caller's to stop.
+        condition = "attribute_exists(stream_id) AND expires_at > :now AND "
+        values: dict[str, Any] = {":yes": {"BOOL": True}, ":now": {"N": str(int(time.time()))}}
+        if owner is None:
+            condition += "attribute_not_exists(#owner)"
+        else:
+            condition += "#owner = :owner"
+            values[":owner"] = {"S": owner}
         try:
             await asyncio.to_thread(
                 self._client.update_item,
                 TableName=self._table,
                 Key={"stream_id": {"S": stream_id}},
                 UpdateExpression="SET cancelled = :yes",
-                # A stream that ended (item deleted) or whose instance died (item expired) is not running.
-                ConditionExpression="attribute_exists(stream_id) AND expires_at > :now",
-                ExpressionAttributeValues={":yes": {"BOOL": True}, ":now": {"N": str(int(time.time()))}},
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues=values,
             )
         except self._client.exceptions.ConditionalCheckFailedException:
             return False
@@ -83,6 +97,7 @@ class DynamoDBCancelRegistry:
 
     async def release(self, stream_id: str) -> None:
         self._cancelled.pop(stream_id, None)
+        self._owners.pop(stream_id, None)
         watcher = self._watchers.pop(stream_id, None)
         if watcher is not None:
             watcher.cancel()
@@ -94,18 +109,15 @@ class DynamoDBCancelRegistry:
         while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
 
-    async def _put(self, stream_id: str) -> None:
-        await self._call(
-            "register",
-            stream_id,
-            self._client.put_item,
-            TableName=self._table,
-            Item={
-                "stream_id": {"S": stream_id},
-                "cancelled": {"BOOL": False},
-                "expires_at": {"N": str(int(time.time() + self._ttl_s))},
-            },
-        )
+    async def _put(self, stream_id: str, owner: str | None) -> None:
+        item = {
+            "stream_id": {"S": stream_id},
+            "cancelled": {"BOOL": False},
+            "expires_at": {"N": str(int(time.time() + self._ttl_s))},
+        }
+        if owner is not None:
+            item["owner"] = {"S": owner}
+        await self._call("register", stream_id, self._client.put_item, TableName=self._table, Item=item)
 
     async def _delete(self, stream_id: str, registered: asyncio.Task[None] | None) -> None:
         if registered is not None:

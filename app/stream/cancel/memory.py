@@ -7,18 +7,18 @@ class InMemoryCancelRegistry:
     """Cancels for streams served by this process (local server, containers)."""
 
     def __init__(self) -> None:
-        self._live: set[str] = set()
+        self._live: dict[str, str | None] = {}  # stream id -> owner
         self._cancelled: set[str] = set()
 
     @property
     def poll_interval_s(self) -> float:
         return 0.1
 
-    async def register(self, stream_id: str) -> None:
-        self._live.add(stream_id)
+    async def register(self, stream_id: str, owner: str | None = None) -> None:
+        self._live[stream_id] = owner
 
-    async def request_cancel(self, stream_id: str) -> bool:
-        if stream_id not in self._live:
+    async def request_cancel(self, stream_id: str, owner: str | None = None) -> bool:
+        if stream_id not in self._live or self._live[stream_id] != owner:
             return False
         self._cancelled.add(stream_id)
         return True
@@ -27,7 +27,7 @@ class InMemoryCancelRegistry:
         return stream_id in self._cancelled
 
     async def release(self, stream_id: str) -> None:
-        self._live.discard(stream_id)
+        self._live.pop(stream_id, None)
         self._cancelled.discard(stream_id)
 
     @property

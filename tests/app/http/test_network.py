@@ -263,6 +263,30 @@ def test_a_non_streamed_completion_is_cancelled_when_its_client_leaves(
     assert provider.tokens_emitted < 100
 
 
+def test_a_stream_can_be_cancelled_only_with_the_key_that_started_it(
+    make_app: AppFactory, serve: ServeFactory, log_capture: LogCapture
+) -> None:
+    owner, other = {"authorization": "Bearer key-a"}, {"authorization": "Bearer key-b"}
+
+    async def body() -> tuple[int, int, str]:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
+            request = {"messages": user(_PROMPT), "mock": {"delay_ms": 20}}
+            async with aconnect_sse(client, "POST", "/v1/stream", json=request, headers=owner) as source:
+                events = source.aiter_sse()
+                stream_id = msgspec.json.decode((await anext(events)).data)["stream_id"]
+                refused = await client.post(f"/v1/streams/{stream_id}/cancel", headers=other)
+                accepted = await client.post(f"/v1/streams/{stream_id}/cancel", headers=owner)
+                last = [event async for event in events][-1]
+            return refused.status_code, accepted.status_code, msgspec.json.decode(last.data)["error"]["code"]
+
+    with serve(make_app(api_keys=(Secret("key-a"), Secret("key-b")))) as server:
+        refused, accepted, code = run_async(body, timeout_s=20)
+        [end] = log_capture.wait_for("stream_end", 1)
+
+    assert (refused, accepted, code) == (404, 202, "cancelled")  # another key's stream: as if unknown
+    assert end["outcome"] == "cancelled"
+
+
 def test_an_explicit_cancel_stops_a_running_stream_with_a_terminal_event(
     make_app: AppFactory, serve: ServeFactory, provider: MockProvider, log_capture: LogCapture
 ) -> None:

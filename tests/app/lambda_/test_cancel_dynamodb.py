@@ -105,6 +105,24 @@ def test_a_cancel_served_by_another_instance_reaches_the_stream(cancel_table: st
     assert item(cancel_table, "s-3") is None
 
 
+def test_another_instance_cancels_a_stream_only_with_its_owners_key(cancel_table: str) -> None:
+    streaming = DynamoDBCancelRegistry(cancel_table, poll_interval_s=0.05)
+    other = DynamoDBCancelRegistry(cancel_table, poll_interval_s=0.05)
+
+    async def body() -> tuple[bool, bool, bool, bool]:
+        await streaming.register("s-6", "owner-a")
+        await streaming.flush()
+        by_another_key = await other.request_cancel("s-6", "owner-b")
+        without_key = await other.request_cancel("s-6")
+        here_by_another_key = await streaming.request_cancel("s-6", "owner-b")
+        by_owner = await other.request_cancel("s-6", "owner-a")
+        await streaming.release("s-6")
+        await streaming.flush()
+        return by_another_key, without_key, here_by_another_key, by_owner
+
+    assert run_async(body, timeout_s=10) == (False, False, False, True)
+
+
 def test_a_cancel_on_the_streaming_instance_itself_needs_no_table_round_trip(cancel_table: str) -> None:
     registry = DynamoDBCancelRegistry(cancel_table, poll_interval_s=60)
 

@@ -31,3 +31,20 @@ def test_the_registry_tells_live_streams_from_typos() -> None:
         assert registry.live_streams == 1
 
     run_async(body, timeout_s=5)
+
+
+def test_a_stream_is_cancelled_only_by_its_owner() -> None:
+    async def body() -> None:
+        registry = InMemoryCancelRegistry()
+        await registry.register("s1", "owner-a")
+        await registry.register("s2")
+
+        assert not await registry.request_cancel("s1", "owner-b")
+        assert not await registry.request_cancel("s1")
+        assert not await registry.is_cancelled("s1")
+        assert await registry.request_cancel("s1", "owner-a")
+        assert await registry.is_cancelled("s1")
+        assert not await registry.request_cancel("s2", "owner-a")  # a keyless stream is no key's
+        assert await registry.request_cancel("s2")
+
+    run_async(body, timeout_s=5)
