@@ -14,6 +14,7 @@ from app import VERSION
 from app.errors import INVALID_REQUEST, STREAM_NOT_FOUND
 from app.http.auth import request_owner
 from app.http.disconnect import unless_gone
+from app.http.origins import refuse_cross_origin
 from app.http.requests import (
     build_chat_request,
     check_query_encoding,
@@ -124,6 +125,7 @@ async def _native_response(
 
 @get("/v1/stream", tags=["stream"], summary="Stream an answer as named SSE events (EventSource-friendly)")
 async def stream_get(request: Request[Any, Any, Any], state: State) -> EventStreamResponse:
+    refuse_cross_origin(request)  # a GET needs no CORS preflight: any page could start a stream
     check_query_encoding(request.scope["query_string"])
     params = request.query_params
     prompt = params.get("prompt")

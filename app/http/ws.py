@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 from typing import Annotated, Any, Final
-from urllib.parse import urlsplit
 
 import msgspec
 from litestar import WebSocket, websocket
@@ -32,6 +31,7 @@ from app.errors import (
     cancelled_error,
 )
 from app.http.auth import bearer_token, key_matches, owner_of, unauthorized
+from app.http.origins import cross_origin
 from app.http.requests import build_chat_request, decode_json
 from app.http.state import services_of
 from app.logs import log_event
@@ -116,17 +116,6 @@ class _Refused(Exception):
 
 def _unauthorized(reason: str) -> _Refused:
     return _Refused(reason, code=CLOSE_UNAUTHORIZED, error=unauthorized(reason))
-
-
-def cross_origin(origin: str | None, host: str | None) -> bool:
-    """Whether a browser page from another site opened the socket.
-
-    Browsers apply neither the same-origin policy nor CORS to WebSockets, so without this check any web page
-    could drive a server on the visitor's machine, with its upstream key. Non-browser clients send no Origin.
-    """
-    if origin is None:
-        return False
-    return host is None or urlsplit(origin).netloc.lower() != host.lower()
 
 
 class _SocketSession:

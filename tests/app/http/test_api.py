@@ -602,3 +602,20 @@ def test_a_mock_provider_serves_many_requests_independently(
         assert _native_post(client, f"q{index}").status_code == 200
     assert provider.active_streams == 0
     assert provider.tokens_emitted == sum(len(expected_tokens(f"q{i}")) for i in range(5))
+
+
+def test_a_cross_site_get_stream_is_refused(client: TestClient[Litestar], provider: MockProvider) -> None:
+    # An EventSource (or an <img>) on any web page needs no CORS preflight: without this check it would
+    # start a generation on this server's key for a page nobody allowed.
+    refused = client.get("/v1/stream", params={"prompt": "hi"}, headers={"origin": "https://evil.example"})
+
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "cross_origin"
+    assert provider.tokens_emitted == 0
+    same_site = client.get(
+        "/v1/stream",
+        params={"prompt": "hi", "max_tokens": "2"},
+        headers={"origin": "http://testserver.local"},
+    )
+    assert same_site.status_code == 200
+    assert client.get("/v1/stream", params={"prompt": "hi", "max_tokens": "2"}).status_code == 200
