@@ -5,7 +5,8 @@ Every rejection is an `ApiError` with a 4xx status naming the field at fault.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote_to_bytes
 
@@ -25,6 +26,8 @@ from app.stream.services import Services
 from providers.protocol import ChatMessage, ChatRequest, MockDirectives
 
 T = TypeVar("T")
+_INTEGER = re.compile(r"-?[0-9]+")
+_CHARSET = re.compile(r"(?i)(?:^|;)\s*charset\s*=\s*(\"[^\"]*\"|[^;\s]*)")
 T_co = TypeVar("T_co", covariant=True)
 
 
@@ -40,8 +43,13 @@ _mock_decoder = msgspec.json.Decoder(MockDirectives)
 async def decode_json_body(request: Request[Any, Any, Any], decoder: JsonDecoder[T]) -> T:
     """Decode a JSON request body into a Struct, or fail with 415/400 naming the problem."""
     content_type = request.headers.get("content-type", "")
-    if content_type.split(";", 1)[0].strip().lower() != "application/json":
+    media_type, _, parameters = content_type.partition(";")
+    if media_type.strip().lower() != "application/json":
         raise UNSUPPORTED_MEDIA_TYPE(f"Content-Type must be application/json, got {content_type or 'none'!r}")
+    charset = _CHARSET.search(parameters)
+    if charset is not None and charset.group(1).strip('"').lower() != "utf-8":
+        # JSON between systems is UTF-8 (RFC 8259, section 8.1): a body declared otherwise would be misread.
+        raise UNSUPPORTED_MEDIA_TYPE(f"JSON must be sent as UTF-8, got charset {charset.group(1)!r}")
     body = await request.body()
     if not body.strip():
         raise INVALID_JSON("the request body is empty; send a JSON object")
@@ -106,15 +114,27 @@ def check_query_encoding(query_string: bytes) -> None:
             raise INVALID_ENCODING(f"the query parameter {param!r} is not valid UTF-8", param=param) from None
 
 
+def check_query_names(names: Iterable[str], allowed: Collection[str]) -> None:
+    """Refuse a query parameter the endpoint does not know, as a JSON body refuses an unknown field."""
+    for name in names:
+        if name not in allowed:
+            raise INVALID_REQUEST(
+                f"unknown query parameter {name!r}; this endpoint takes {', '.join(sorted(allowed))}",
+                param=name,
+            )
+
+
 def query_int(params: Mapping[str, str], name: str) -> int | None:
-    """A positive integer query parameter, if present."""
+    """A positive integer query parameter, if present: ASCII digits, as a JSON number would be written.
+
+    (`int()` also takes `+3`, `3_0`, surrounding spaces and digits of other scripts.)
+    """
     raw = params.get(name)
     if raw is None or raw == "":
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise INVALID_REQUEST(f"{name} must be an integer, got {raw!r}", param=name) from None
+    if not _INTEGER.fullmatch(raw):
+        raise INVALID_REQUEST(f"{name} must be an integer, got {raw!r}", param=name)
+    value = int(raw)
     if value < 1:
         raise INVALID_REQUEST(f"{name} must be >= 1, got {value}", param=name)
     return value

@@ -18,6 +18,7 @@ from app.http.origins import refuse_cross_origin
 from app.http.requests import (
     build_chat_request,
     check_query_encoding,
+    check_query_names,
     decode_json_body,
     decode_mock_query,
     query_int,
@@ -43,6 +44,8 @@ from providers.protocol import MockDirectives
 
 _chat_decoder = msgspec.json.Decoder(ChatCompletionRequest)
 _stream_decoder = msgspec.json.Decoder(StreamRequest)
+# `GET /v1/stream`: what the query may hold (the page's EventSource sends no more).
+_STREAM_QUERY = frozenset({"prompt", "model", "max_tokens", "mock"})
 
 
 def _stream_headers(session: StreamSession) -> dict[str, str]:
@@ -128,6 +131,7 @@ async def stream_get(request: Request[Any, Any, Any], state: State) -> EventStre
     refuse_cross_origin(request)  # a GET needs no CORS preflight: any page could start a stream
     check_query_encoding(request.scope["query_string"])
     params = request.query_params
+    check_query_names(params.keys(), _STREAM_QUERY)
     prompt = params.get("prompt")
     if not prompt:
         raise INVALID_REQUEST(

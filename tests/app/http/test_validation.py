@@ -204,13 +204,27 @@ def test_a_body_that_is_not_declared_json_is_unsupported_media_type(
     _assert_error(response, 415, None, "unsupported_media_type")
 
 
-def test_json_with_a_charset_parameter_is_accepted(client: TestClient[Litestar]) -> None:
+@pytest.mark.parametrize("charset", ["utf-8", "UTF-8", '"utf-8"'])
+def test_json_with_a_charset_parameter_is_accepted(client: TestClient[Litestar], charset: str) -> None:
     response = client.post(
         "/v1/chat/completions",
         content=_json({"messages": _OK}),
-        headers={"content-type": "application/json; charset=utf-8"},
+        headers={"content-type": f"application/json; charset={charset}"},
     )
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize("charset", ["latin-1", "utf-16", "iso-8859-1"])
+def test_json_declared_in_another_charset_is_unsupported_media_type(
+    client: TestClient[Litestar], charset: str
+) -> None:
+    # JSON exchanged between systems is UTF-8 (RFC 8259): a body declared otherwise would be misread.
+    response = client.post(
+        "/v1/stream",
+        content=_json({"messages": _OK}),
+        headers={"content-type": f"application/json; charset={charset}"},
+    )
+    _assert_error(response, 415, None, "unsupported_media_type")
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/stream"])
@@ -231,6 +245,13 @@ _QUERIES: list[tuple[str, dict[str, str], int, str | None]] = [
     ("negative max_tokens", {"prompt": "hi", "max_tokens": "-1"}, 400, "max_tokens"),
     ("zero max_tokens", {"prompt": "hi", "max_tokens": "0"}, 400, "max_tokens"),
     ("non-numeric max_tokens", {"prompt": "hi", "max_tokens": "ten"}, 400, "max_tokens"),
+    # `int()` takes all of these; a query parameter is ASCII digits, as in JSON.
+    ("max_tokens with a sign", {"prompt": "hi", "max_tokens": "+3"}, 400, "max_tokens"),
+    ("max_tokens with an underscore", {"prompt": "hi", "max_tokens": "3_0"}, 400, "max_tokens"),
+    ("max_tokens in full-width digits", {"prompt": "hi", "max_tokens": "\uff13"}, 400, "max_tokens"),
+    ("max_tokens with spaces", {"prompt": "hi", "max_tokens": " 3"}, 400, "max_tokens"),
+    # As POST refuses unknown fields: a typo is named, not ignored.
+    ("unknown parameter", {"prompt": "hi", "max_token": "3"}, 400, "max_token"),
     ("max_tokens over the server limit", {"prompt": "hi", "max_tokens": "999999"}, 400, "max_tokens"),
     ("unknown model", {"prompt": "hi", "model": "gpt-9"}, 404, "model"),
     ("mock is not json", {"prompt": "hi", "mock": "fail"}, 400, "mock"),
