@@ -12,6 +12,7 @@ from urllib.parse import unquote_to_bytes
 
 import msgspec
 from litestar import Request
+from litestar.exceptions import InternalServerException
 
 from app.errors import (
     INVALID_ENCODING,
@@ -21,6 +22,7 @@ from app.errors import (
     UNSUPPORTED_MEDIA_TYPE,
     from_validation_error,
 )
+from app.http.disconnect import ClientGoneError
 from app.schemas import Message
 from app.stream.services import Services
 from providers.protocol import ChatMessage, ChatRequest, MockDirectives
@@ -50,7 +52,12 @@ async def decode_json_body(request: Request[Any, Any, Any], decoder: JsonDecoder
     if charset is not None and charset.group(1).strip('"').lower() != "utf-8":
         # JSON between systems is UTF-8 (RFC 8259, section 8.1): a body declared otherwise would be misread.
         raise UNSUPPORTED_MEDIA_TYPE(f"JSON must be sent as UTF-8, got charset {charset.group(1)!r}")
-    body = await request.body()
+    try:
+        body = await request.body()
+    except InternalServerException:
+        # Litestar's one failure while reading a body: `http.disconnect` before its end, a client that
+        # hung up mid-upload. Nobody is left to answer, and it is not the server's error.
+        raise ClientGoneError from None
     if not body.strip():
         raise INVALID_JSON("the request body is empty; send a JSON object")
     return decode_json(decoder, body, "the request body")

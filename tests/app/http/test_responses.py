@@ -7,6 +7,7 @@ incremental delivery and what a disconnect does, in-process and under a timeout 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -363,3 +364,28 @@ def test_a_host_without_the_extension_is_sent_no_trailers(exchange: Callable[...
 
     assert call.start["trailers"] is False
     assert all(sent.message["type"] != "http.response.trailers" for sent in call.sent)
+
+
+def test_an_upload_aborted_by_its_client_is_not_logged_as_a_server_error(
+    app: Litestar, log_capture: LogCapture
+) -> None:
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": b'{"messages": [{"role": "us', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def send(message: Any) -> None:
+        sent.append(dict(message))
+
+    scope = Exchange(app, MockProvider(), log_capture, "/v1/stream", {}).scope()
+    run_async(lambda: app(scope, receive, send), timeout_s=5)  # type: ignore[arg-type]
+
+    assert [record.levelname for record in log_capture.records if record.levelno >= logging.WARNING] == []
+    assert log_capture.events("unhandled_error") == []
