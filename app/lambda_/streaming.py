@@ -176,8 +176,9 @@ class StreamingCycle:
 
     def _on_trailers(self, headers: Any) -> None:
         failure = read_failure(headers)
-        # A cancel is the client's wish, not a fault of the function.
-        if failure is None or failure.outcome == Outcome.CANCELLED:
+        # Only a fault (the upstream's, the app's) fails the invocation: a cancel is the client's wish and a
+        # budget (deadline, idle timeout) an expected ending, so that CloudWatch's `Errors` means something.
+        if failure is None or failure.outcome != Outcome.ERROR:
             return
         self._failure = ErrorReport(error_type=failure.code or failure.type, error_message=failure.message)
 

@@ -171,8 +171,8 @@ def test_the_stream_ends_in_band_before_the_invocation_deadline(
     assert frames[1].event == "delta"  # some deltas, then the deadline
     # The budget that ran out is what was left of Lambda's 2.5 s less the margin, not STREAM_DEADLINE_S.
     assert 0 < deadline_budget_s(error["message"]) <= 1.0
-    assert response.trailers["lambda-runtime-function-error-type"] == "Function.StreamError"
-    assert response.error_body()["errorType"] == "deadline"
+    # A budget that ran out is an expected ending, not a fault of the function: no error trailers.
+    assert "lambda-runtime-function-error-type" not in response.trailers
 
 
 def test_a_configuration_error_goes_to_init_error_and_ends_the_process(

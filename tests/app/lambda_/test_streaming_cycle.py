@@ -12,9 +12,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from mangum.types import Message, Receive, Scope, Send
 
-from app.errors import UPSTREAM_STREAM_ERROR, cancelled_error
+from app.errors import DEADLINE, IDLE_TIMEOUT, UPSTREAM_STREAM_ERROR, cancelled_error
 from app.lambda_.context import FunctionInfo, with_invocation_deadline
 from app.lambda_.runtime_api import RuntimeApiClient
 from app.lambda_.streaming import StreamingRuntime, http_integration_prelude
@@ -195,9 +196,19 @@ def test_a_failure_the_app_reports_in_trailers_becomes_lambdas_error_trailers(fa
     }
 
 
-def test_a_cancel_reported_in_trailers_is_no_function_error(fake: FakeRuntimeApi) -> None:
-    failed = Failed(cancelled_error(), Outcome.CANCELLED)
-
+@pytest.mark.parametrize(
+    "failed",
+    [
+        Failed(cancelled_error(), Outcome.CANCELLED),
+        Failed(DEADLINE("the stream ran longer than 1s"), Outcome.DEADLINE),
+        Failed(IDLE_TIMEOUT("no token arrived for 1s"), Outcome.IDLE_TIMEOUT),
+    ],
+    ids=["cancelled", "deadline", "idle_timeout"],
+)
+def test_a_cancel_or_a_budget_reported_in_trailers_is_no_function_error(
+    fake: FakeRuntimeApi, failed: Failed
+) -> None:
+    # Expected endings: CloudWatch's `Errors` should count faults (upstream, app), not clients and budgets.
     request_id = serve_one(fake, _announcing_trailers(outcome_trailers(failed)))
 
     response = fake.response(request_id)
