@@ -39,8 +39,8 @@ from app.stream.trailers import ASGI_EXTENSION, read_failure
 
 PRELUDE_DELIMITER: Final = b"\0" * 8
 
-# Event sources whose integrations can stream, in Mangum's order of inference: function URLs (and HTTP
-# APIs, whose payload 2.0 looks the same but which buffer) and API Gateway REST APIs.
+# Event sources whose integrations can stream, in Mangum's order of inference: function URLs (payload 2.0,
+# which HTTP APIs share but cannot stream: those are refused first) and API Gateway REST APIs.
 _STREAMING_SOURCES: Final = (HTTPGateway, APIGateway)
 _CONFIG: Final = LambdaConfig(api_gateway_base_path="/", text_mime_types=[], exclude_headers=[])
 _encode = msgspec.json.Encoder().encode
@@ -53,6 +53,12 @@ class UnsupportedEventError(Exception):
 def request_for_event(event: Any, context: Any) -> tuple[dict[str, Any], bytes]:
     """The ASGI scope and request body of a function-URL or REST API event."""
     if isinstance(event, dict):
+        if HTTPGateway.infer(event, context, _CONFIG) and not _from_function_url(event):
+            raise UnsupportedEventError(
+                "this event comes from an API Gateway HTTP API, which buffers responses (a streamed one "
+                "reaches its client as a 500): route HTTP APIs to the buffered handler (handler.handler), "
+                "or stream through the function URL or a REST API with response streaming"
+            )
         for source in _STREAMING_SOURCES:
             if source.infer(event, context, _CONFIG):
                 handler = source(event, context, _CONFIG)
@@ -61,6 +67,14 @@ def request_for_event(event: Any, context: Any) -> tuple[dict[str, Any], bytes]:
         "this function streams: invoke it through its function URL or an API Gateway REST API "
         "with response streaming (ALB, HTTP APIs and direct invokes need the buffered handler)"
     )
+
+
+def _from_function_url(event: dict[str, Any]) -> bool:
+    """Function URL events and HTTP API events share payload format 2.0; only the domain tells them apart
+    (`<url-id>.lambda-url.<region>.on.aws`, against `<api-id>.execute-api....` or an API's custom domain)."""
+    context = event.get("requestContext")
+    domain = context.get("domainName", "") if isinstance(context, dict) else ""
+    return isinstance(domain, str) and ".lambda-url." in domain
 
 
 def http_integration_prelude(status: int, headers: list[tuple[bytes, bytes]]) -> bytes:

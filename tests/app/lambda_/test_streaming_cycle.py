@@ -22,7 +22,7 @@ from app.lambda_.streaming import StreamingRuntime, http_integration_prelude
 from app.stream.limits import host_deadline
 from app.stream.session import Failed, Outcome
 from app.stream.trailers import outcome_trailers
-from tests.app.lambda_.conftest import function_url_event
+from tests.app.lambda_.conftest import function_url_event, load_event
 from tests.app.lambda_.fake_runtime_api import DELIMITER, PREFIX, FakeRuntimeApi
 from tests.support.sse import parse_frames
 from tests.support.timeouts import run_async
@@ -249,3 +249,17 @@ def test_the_trace_id_of_each_invocation_is_in_the_environment(
     serve_one(fake, app, trace_id=None)
 
     assert seen == ["Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1", None]
+
+
+def test_an_http_api_event_is_refused_not_streamed_into_a_buffering_integration(fake: FakeRuntimeApi) -> None:
+    # Payload 2.0 like a function URL's, but HTTP APIs buffer: a streamed prelude would reach the client as
+    # a 500. The invocation fails before any byte, saying what to use instead.
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise AssertionError("the app must not be called")
+
+    request_id = serve_one(fake, app, load_event("http-api.json"))
+
+    report = fake.error(request_id).json()
+    assert report["errorType"] == "Function.UnsupportedEvent"
+    assert "HTTP API" in report["errorMessage"]
+    assert "handler.handler" in report["errorMessage"]
