@@ -79,15 +79,15 @@ class InvocationContext:
 def configured_app(environ: Mapping[str, str]) -> tuple[Litestar, Settings]:
     """The app and its settings as every Lambda instance starts them, whichever the entry point.
 
-    The OpenAI key is read from its secret store first, logs become JSON lines at the configured level,
-    and Mangum keeps to warnings.
+    The OpenAI key and the API keys are read from their secret stores first, logs become JSON lines at the
+    configured level, and Mangum keeps to warnings.
     """
     from app.factory import create_app
-    from app.lambda_.secrets import with_openai_api_key
+    from app.lambda_.secrets import with_secrets
     from app.logs import configure_logging
     from app.settings import Settings
 
-    settings = Settings.from_env(with_openai_api_key(environ))
+    settings = Settings.from_env(with_secrets(environ))
     configure_logging(settings.log_level)
     quiet_mangum_logs()
     return create_app(settings), settings

@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
-from app.lambda_.secrets import with_openai_api_key
+from app.lambda_.secrets import with_openai_api_key, with_secrets
 from app.settings import Settings, SettingsError
 
 KEY = "sk-from-the-vault-0123456789"
@@ -87,7 +87,10 @@ def test_a_plain_string_parameter_is_refused(aws: None) -> None:
             {"OPENAI_API_KEY_SECRET_ARN": "arn:x", "OPENAI_API_KEY_SSM_PARAMETER": "/x"},
             "set only one of OPENAI_API_KEY_SECRET_ARN and OPENAI_API_KEY_SSM_PARAMETER",
         ),
-        ({"OPENAI_API_KEY_SSM_PARAMETER": "/x", "OPENAI_API_KEY": "sk-plain"}, "keep the key in one place"),
+        (
+            {"OPENAI_API_KEY_SSM_PARAMETER": "/x", "OPENAI_API_KEY": "sk-plain"},
+            "keep the OpenAI key in one place",
+        ),
     ],
 )
 def test_a_key_that_cannot_be_had_stops_the_start_up_naming_the_variable(
@@ -114,3 +117,33 @@ def test_the_key_never_reaches_a_log_or_the_process_environment(
         assert "OPENAI_API_KEY" not in os.environ
     finally:
         handler.close()
+
+
+def test_the_api_keys_come_from_their_own_secret_like_the_openai_key(aws: None) -> None:
+    # A public function URL's Bearer keys are as secret as the upstream key: not a plain variable either.
+    arn = boto3.client("secretsmanager").create_secret(Name="tokenrelay/api-keys", SecretString="k-1, k-2")[
+        "ARN"
+    ]
+    boto3.client("ssm").put_parameter(Name="/tokenrelay/api-keys", Value="k-3", Type="SecureString")
+
+    from_secret = Settings.from_env(with_secrets({"API_KEYS_SECRET_ARN": arn}))
+    from_parameter = Settings.from_env(with_secrets({"API_KEYS_SSM_PARAMETER": "/tokenrelay/api-keys"}))
+
+    assert [key.reveal() for key in from_secret.api_keys] == ["k-1", "k-2"]
+    assert [key.reveal() for key in from_parameter.api_keys] == ["k-3"]
+    with pytest.raises(SettingsError, match="API_KEYS is set as well as API_KEYS_SECRET_ARN"):
+        with_secrets({"API_KEYS_SECRET_ARN": arn, "API_KEYS": "plain"})
+
+
+def test_both_secrets_are_read_at_start_up(aws: None) -> None:
+    client = boto3.client("secretsmanager")
+    openai = client.create_secret(Name="tokenrelay/openai-2", SecretString=KEY)["ARN"]
+    keys = client.create_secret(Name="tokenrelay/keys-2", SecretString=json.dumps({"API_KEYS": "k-9"}))["ARN"]
+    factory = CountingFactory()
+
+    environ = with_secrets(
+        {"OPENAI_API_KEY_SECRET_ARN": openai, "API_KEYS_SECRET_ARN": keys}, client_factory=factory
+    )
+
+    assert (environ["OPENAI_API_KEY"], environ["API_KEYS"]) == (KEY, "k-9")
+    assert [service for service, _ in factory.made] == ["secretsmanager", "secretsmanager"]
