@@ -112,7 +112,28 @@ def test_a_public_url_gets_both_invoke_permissions_and_needs_api_keys(sam: dict[
     assert invoke["Properties"]["InvokedViaFunctionUrl"] is True
     rule = sam["Rules"]["PublicUrlNeedsApiKeys"]
     assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "FunctionUrlAuthType"}, "NONE"]}
-    assert sam["Parameters"]["ApiKeys"]["NoEcho"] is True
+    assert '{"Ref": "ApiKeysSecretArn"}' in json.dumps(rule["Assertions"])
+    assert '{"Ref": "ApiKeysSsmParameter"}' in json.dumps(rule["Assertions"])
+
+
+def test_the_api_keys_are_never_in_the_environment_only_where_to_find_them(sam: dict[str, Any]) -> None:
+    assert "ApiKeys" not in sam["Parameters"]  # a plain parameter would land in the environment
+    for name, function in resources_of_type(sam, "AWS::Lambda::Function").items():
+        variables = function["Properties"]["Environment"]["Variables"]
+        assert "API_KEYS" not in variables
+        assert variables["API_KEYS_SECRET_ARN"]["Fn::If"][0] == "UseApiKeysSecret"
+        assert variables["API_KEYS_SSM_PARAMETER"]["Fn::If"][0] == "UseApiKeysParameter"
+        statements = json.dumps(sam["Resources"][f"{name}Role"]["Properties"]["Policies"])
+        assert '"Sid": "ApiKeysSecret"' in statements
+        assert '"Sid": "ApiKeysParameter"' in statements
+
+
+def test_the_public_url_can_be_given_a_concurrency_ceiling(sam: dict[str, Any]) -> None:
+    stream = sam["Resources"]["StreamFunction"]["Properties"]
+    assert stream["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["HasReservedConcurrency", {"Ref": "ReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert sam["Parameters"]["ReservedConcurrency"]["Default"] == -1
 
 
 def test_the_openai_key_is_never_in_the_environment_only_where_to_find_it(sam: dict[str, Any]) -> None:
@@ -132,8 +153,14 @@ def test_the_cancel_table_and_log_groups(sam: dict[str, Any]) -> None:
     table = sam["Resources"]["CancelTable"]["Properties"]
     assert table["KeySchema"] == [{"AttributeName": "stream_id", "KeyType": "HASH"}]
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
-    for function in resources_of_type(sam, "AWS::Lambda::Function").values():
-        assert function["Properties"]["Environment"]["Variables"]["CANCEL_TABLE"] == {"Ref": "CancelTable"}
+    functions = resources_of_type(sam, "AWS::Lambda::Function")
+    assert functions["StreamFunction"]["Properties"]["Environment"]["Variables"]["CANCEL_TABLE"] == {
+        "Ref": "CancelTable"
+    }
+    # A buffered client sees the stream id only once the stream is over: no cancel, no boto3, no table.
+    assert "CANCEL_TABLE" not in functions["BufferedFunction"]["Properties"]["Environment"]["Variables"]
+    buffered_policies = json.dumps(sam["Resources"]["BufferedFunctionRole"]["Properties"]["Policies"])
+    assert "dynamodb:" not in buffered_policies
     groups = resources_of_type(sam, "AWS::Logs::LogGroup")
     assert {g["Properties"]["LogGroupName"]["Fn::Sub"] for g in groups.values()} == {
         "/aws/lambda/${StreamFunction}",
@@ -188,10 +215,11 @@ def test_serverless_yml_declares_the_same_deployment() -> None:
     assert table == sam_template()["Resources"]["CancelTable"]["Properties"]
 
 
-@pytest.mark.parametrize(("url_auth", "auth_type"), [("none", "NONE"), ("aws_iam", "AWS_IAM")])
-def test_serverless_v3_packages_it_offline_into_clean_cloudformation(
-    tmp_path: Path, url_auth: str, auth_type: str
-) -> None:
+_KEYS_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:tokenrelay/api-keys-AbCdEf"
+
+
+def _serverless_package(tmp_path: Path, *params: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`serverless package` of serverless.yml, offline, with `--param` values; and where it writes."""
     cli = serverless_cli()
     if cli is None:
         pytest.skip(
@@ -210,26 +238,62 @@ def test_serverless_v3_packages_it_offline_into_clean_cloudformation(
         "AWS_ACCESS_KEY_ID": "offline",
         "AWS_SECRET_ACCESS_KEY": "offline",
     }
-    command = [str(cli), "package", "--param=apiKeys=key-1", f"--param=urlAuth={url_auth}"]
+    command = [str(cli), "package", *(f"--param={param}" for param in params)]
     done = subprocess.run(
         command, cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False
     )
+    return done, project / ".serverless" / "cloudformation-template-update-stack.json"
+
+
+@pytest.mark.parametrize(
+    ("params", "auth_type"),
+    [((f"apiKeysSecretArn={_KEYS_SECRET}",), "NONE"), (("urlAuth=aws_iam",), "AWS_IAM")],
+    ids=["public, with keys", "aws_iam, no keys needed"],
+)
+def test_serverless_v3_packages_it_offline_into_clean_cloudformation(
+    tmp_path: Path, params: tuple[str, ...], auth_type: str
+) -> None:
+    done, output = _serverless_package(tmp_path, *params)
     assert done.returncode == 0, done.stdout + done.stderr
 
-    generated = json.loads(
-        (project / ".serverless" / "cloudformation-template-update-stack.json").read_text()
-    )
+    generated = json.loads(output.read_text())
     assert lint(generated) == []
     [url] = resources_of_type(generated, "AWS::Lambda::Url").values()
     assert url["Properties"]["InvokeMode"] == "RESPONSE_STREAM"
     assert url["Properties"]["AuthType"] == auth_type
     function = generated["Resources"]["StreamLambdaFunction"]["Properties"]
     assert (function["Runtime"], function["Architectures"]) == ("python3.12", ["arm64"])
-    assert function["Environment"]["Variables"]["AWS_LAMBDA_EXEC_WRAPPER"] == WRAPPER_ON_LAMBDA
+    variables = function["Environment"]["Variables"]
+    assert variables["AWS_LAMBDA_EXEC_WRAPPER"] == WRAPPER_ON_LAMBDA
+    assert variables["CANCEL_TABLE"] == {"Ref": "CancelTable"}
+    assert "API_KEYS" not in variables
+    buffered = generated["Resources"]["BufferedLambdaFunction"]["Properties"]["Environment"]["Variables"]
+    assert "CANCEL_TABLE" not in buffered
+    assert "ReservedConcurrentExecutions" not in function
     actions = sorted(
         p["Properties"]["Action"] for p in resources_of_type(generated, "AWS::Lambda::Permission").values()
     )
-    if url_auth == "none":
+    if auth_type == "NONE":
+        assert variables["API_KEYS_SECRET_ARN"] == _KEYS_SECRET
         assert actions == ["lambda:InvokeFunction", "lambda:InvokeFunctionUrl"]
     else:
         assert actions == []
+
+
+def test_serverless_refuses_a_public_url_without_api_keys(tmp_path: Path) -> None:
+    # Anyone could spend the owner's model budget through it: packaging (and so deploying) fails, saying why.
+    done, output = _serverless_package(tmp_path)
+
+    assert done.returncode != 0
+    assert "aPublicUrlNeedsTheParamApiKeysSecretArnOrApiKeysSsmParameter" in done.stdout + done.stderr
+    assert not output.exists()
+    with_parameter, _ = _serverless_package(tmp_path / "ssm", "apiKeysSsmParameter=/tokenrelay/api-keys")
+    assert with_parameter.returncode == 0, with_parameter.stdout + with_parameter.stderr
+
+
+def test_serverless_takes_a_concurrency_ceiling_for_the_public_url(tmp_path: Path) -> None:
+    done, output = _serverless_package(tmp_path, f"apiKeysSecretArn={_KEYS_SECRET}", "reservedConcurrency=20")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    function = json.loads(output.read_text())["Resources"]["StreamLambdaFunction"]["Properties"]
+    assert function["ReservedConcurrentExecutions"] == 20
