@@ -6,9 +6,10 @@ live stream: `stream_id` (hash key), `cancelled`, `owner` (the digest of the API
 the service has keys), and `expires_at` (epoch seconds, the table's TTL attribute) so that items of crashed
 instances disappear on their own.
 
-Nothing here sits between a stream and its first byte: registration and release are written in the
-background, and a per-stream watcher polls the item and keeps a local flag that `is_cancelled` reads.
-A slow or failing table therefore delays a cancel, never a token.
+Nothing here sits between a stream and its first byte: registration is written in the background, and a
+per-stream watcher polls the item and keeps a local flag that `is_cancelled` reads. A slow or failing table
+therefore delays a cancel, never a token. Release is awaited (for a bounded time) after the last token,
+before the response ends, because Lambda freezes an instance whose invocation is done.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from app.logs import log_event
 
 # How often the session reads the local flag; the table itself is read every `poll_interval_s`.
 _LOCAL_CHECK_S: Final = 0.1
+# How long a stream's end waits for its item to be deleted; a slower table finishes in the background.
+_RELEASE_WAIT_S: Final = 2.0
 
 
 class DynamoDBCancelRegistry:
@@ -102,7 +105,11 @@ class DynamoDBCancelRegistry:
         if watcher is not None:
             watcher.cancel()
         registered = self._writes.pop(stream_id, None)
-        self._spawn(self._delete(stream_id, registered))
+        # Awaited, within bounds: on Lambda the instance is frozen as soon as the response ends, and a
+        # delete left to the background would run minutes later (or never): the item would outlive the
+        # stream until its TTL, and a late cancel would get 202 instead of 404.
+        deleting = self._spawn(self._delete(stream_id, registered))
+        await asyncio.wait((deleting,), timeout=_RELEASE_WAIT_S)
 
     async def flush(self) -> None:
         """Wait for the background writes issued so far (shutdown, tests)."""

@@ -59,6 +59,21 @@ def test_a_live_stream_is_an_item_with_an_expiry_and_goes_when_released(cancel_t
     assert gone is None
 
 
+def test_a_released_stream_is_gone_from_the_table_when_release_returns(cancel_table: str) -> None:
+    # Lambda freezes the instance once the invocation ends: a delete left running in the background would
+    # leave the item until its TTL (and a late cancel would get 202 instead of 404).
+    registry = DynamoDBCancelRegistry(cancel_table, poll_interval_s=0.05)
+
+    async def body() -> tuple[dict[str, Any] | None, bool]:
+        await registry.register("s-7")
+        await registry.flush()  # the item is written
+        await registry.release("s-7")
+        # Read at once, without giving background work a chance to run: as on a frozen instance.
+        return item(cancel_table, "s-7"), await DynamoDBCancelRegistry(cancel_table).request_cancel("s-7")
+
+    assert run_async(body, timeout_s=10) == (None, False)
+
+
 def test_a_cancel_for_an_unknown_or_ended_stream_is_refused(cancel_table: str) -> None:
     registry = DynamoDBCancelRegistry(cancel_table, poll_interval_s=0.05)
 
