@@ -7,6 +7,7 @@ import sys
 import uvicorn
 
 from app.factory import create_app
+from app.http.server import uvicorn_config
 from app.logs import configure_logging, log_event
 from app.settings import Settings, SettingsError
 
@@ -27,7 +28,7 @@ def main() -> int:
         auth="api_keys" if settings.api_keys else "none",
     )
     # No access log: query strings can carry prompts, and each stream logs its own `stream_end` line.
-    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_config=None)
+    uvicorn.Server(uvicorn_config(app, settings)).run()
     return 0
 
 

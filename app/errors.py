@@ -43,6 +43,7 @@ ErrorCode = Literal[
     "invalid_value",
     "unsupported_media_type",
     "request_too_large",
+    "request_timeout",
     "not_found",
     "method_not_allowed",
     "model_not_found",
@@ -108,6 +109,7 @@ INVALID_VALUE = ErrorKind(400, "invalid_request_error", "invalid_value")
 DUPLICATE_ID = ErrorKind(400, "invalid_request_error", "duplicate_id")
 UNSUPPORTED_MEDIA_TYPE = ErrorKind(415, "invalid_request_error", "unsupported_media_type")
 REQUEST_TOO_LARGE = ErrorKind(413, "invalid_request_error", "request_too_large")
+REQUEST_TIMEOUT = ErrorKind(408, "invalid_request_error", "request_timeout")
 NOT_FOUND = ErrorKind(404, "not_found_error", "not_found")
 METHOD_NOT_ALLOWED = ErrorKind(405, "invalid_request_error", "method_not_allowed")
 MODEL_NOT_FOUND = ErrorKind(404, "invalid_request_error", "model_not_found")

@@ -60,6 +60,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stream_send_timeout_s: float = 30.0
     max_tokens_limit: int = 4096
     max_body_bytes: int = 1_048_576
+    request_head_timeout_s: float = 10.0
+    request_body_timeout_s: float = 30.0
+    keep_alive_timeout_s: int = 5
     api_keys: tuple[Secret, ...] = ()
     log_level: LogLevel = "INFO"
     log_prompts: bool = False
@@ -107,6 +110,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             stream_send_timeout_s=env.number("STREAM_SEND_TIMEOUT_S", 30.0, minimum=0.01),
             max_tokens_limit=int(env.number("MAX_TOKENS_LIMIT", 4096, minimum=1, integer=True)),
             max_body_bytes=int(env.number("MAX_BODY_BYTES", 1_048_576, minimum=1024, integer=True)),
+            request_head_timeout_s=env.number("REQUEST_HEAD_TIMEOUT_S", 10.0, minimum=0.1, maximum=600),
+            request_body_timeout_s=env.number("REQUEST_BODY_TIMEOUT_S", 30.0, minimum=0.1, maximum=600),
+            keep_alive_timeout_s=int(
+                env.number("KEEP_ALIVE_TIMEOUT_S", 5, minimum=1, maximum=600, integer=True)
+            ),
             api_keys=tuple(Secret(key) for key in env.csv("API_KEYS")),
             log_level=env.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),  # type: ignore[arg-type]
             log_prompts=env.flag("LOG_PROMPTS", default=False),

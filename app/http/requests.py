@@ -5,6 +5,7 @@ Every rejection is an `ApiError` with a 4xx status naming the field at fault.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
@@ -19,6 +20,7 @@ from app.errors import (
     INVALID_JSON,
     INVALID_REQUEST,
     MODEL_NOT_FOUND,
+    REQUEST_TIMEOUT,
     UNSUPPORTED_MEDIA_TYPE,
     from_validation_error,
 )
@@ -42,8 +44,14 @@ class JsonDecoder(Protocol[T_co]):
 _mock_decoder = msgspec.json.Decoder(MockDirectives)
 
 
-async def decode_json_body(request: Request[Any, Any, Any], decoder: JsonDecoder[T]) -> T:
-    """Decode a JSON request body into a Struct, or fail with 415/400 naming the problem."""
+async def decode_json_body(
+    request: Request[Any, Any, Any], decoder: JsonDecoder[T], *, timeout_s: float
+) -> T:
+    """Decode a JSON request body into a Struct, or fail with 415/400 naming the problem.
+
+    The body must arrive within `timeout_s` (408 otherwise): a client trickling it must not hold a
+    connection and a handler for ever.
+    """
     content_type = request.headers.get("content-type", "")
     media_type, _, parameters = content_type.partition(";")
     if media_type.strip().lower() != "application/json":
@@ -53,7 +61,10 @@ async def decode_json_body(request: Request[Any, Any, Any], decoder: JsonDecoder
         # JSON between systems is UTF-8 (RFC 8259, section 8.1): a body declared otherwise would be misread.
         raise UNSUPPORTED_MEDIA_TYPE(f"JSON must be sent as UTF-8, got charset {charset.group(1)!r}")
     try:
-        body = await request.body()
+        async with asyncio.timeout(timeout_s):
+            body = await request.body()
+    except TimeoutError:
+        raise REQUEST_TIMEOUT(f"the request body did not arrive within {timeout_s:g}s") from None
     except InternalServerException:
         # Litestar's one failure while reading a body: `http.disconnect` before its end, a client that
         # hung up mid-upload. Nobody is left to answer, and it is not the server's error.

@@ -68,7 +68,7 @@ async def list_models(state: State) -> ModelList:
 @post("/v1/chat/completions", status_code=200, tags=["openai"], summary="OpenAI-compatible chat completions")
 async def chat_completions(request: Request[Any, Any, Any], state: State) -> Response[Any]:
     services = services_of(state)
-    body = await decode_json_body(request, _chat_decoder)
+    body = await decode_json_body(request, _chat_decoder, timeout_s=services.settings.request_body_timeout_s)
     chat = build_chat_request(
         services,
         messages=body.messages,
@@ -149,10 +149,11 @@ async def stream_get(request: Request[Any, Any, Any], state: State) -> EventStre
 
 @post("/v1/stream", status_code=200, tags=["stream"], summary="Stream an answer as named SSE events (fetch)")
 async def stream_post(request: Request[Any, Any, Any], state: State) -> EventStreamResponse:
-    body = await decode_json_body(request, _stream_decoder)
-    return await _native_response(
-        services_of(state), request, body.messages, body.model, body.max_tokens, body.mock
+    services = services_of(state)
+    body = await decode_json_body(
+        request, _stream_decoder, timeout_s=services.settings.request_body_timeout_s
     )
+    return await _native_response(services, request, body.messages, body.model, body.max_tokens, body.mock)
 
 
 @post("/v1/streams/{stream_id:str}/cancel", status_code=202, tags=["stream"], summary="Stop a running stream")

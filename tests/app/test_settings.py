@@ -35,6 +35,9 @@ def test_every_knob_is_read_and_typed() -> None:
             "STREAM_IDLE_TIMEOUT_S": "7",
             "STREAM_DEADLINE_S": "90",
             "STREAM_SEND_TIMEOUT_S": "4",
+            "REQUEST_HEAD_TIMEOUT_S": "3",
+            "REQUEST_BODY_TIMEOUT_S": "6",
+            "KEEP_ALIVE_TIMEOUT_S": "9",
             "MAX_TOKENS_LIMIT": "256",
             "MAX_BODY_BYTES": "2048",
             "API_KEYS": "k1, k2",
@@ -58,6 +61,8 @@ def test_every_knob_is_read_and_typed() -> None:
         90.0,
     )
     assert settings.stream_send_timeout_s == 4.0
+    assert (settings.request_head_timeout_s, settings.request_body_timeout_s) == (3.0, 6.0)
+    assert settings.keep_alive_timeout_s == 9
     assert (settings.max_tokens_limit, settings.max_body_bytes) == (256, 2048)
     assert settings.api_keys == (Secret("k1"), Secret("k2"))
     assert (settings.log_level, settings.log_prompts) == ("DEBUG", True)

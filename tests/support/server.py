@@ -33,21 +33,25 @@ class RunningServer:
 
 
 @contextmanager
-def serve(app: Litestar, *, join_timeout_s: float = 10.0) -> Iterator[RunningServer]:
-    """Serve `app` with uvicorn on an ephemeral loopback port until the block exits."""
+def serve(
+    app: Litestar, *, config: uvicorn.Config | None = None, join_timeout_s: float = 10.0
+) -> Iterator[RunningServer]:
+    """Serve `app` with uvicorn on an ephemeral loopback port until the block exits (`config`: another
+    uvicorn configuration of it, such as `python -m app`'s)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(2048)
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        lifespan="on",
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=2,
-        backlog=2048,
-    )
+    if config is None:
+        config = uvicorn.Config(
+            app,
+            lifespan="on",
+            access_log=False,
+            log_config=None,
+            timeout_graceful_shutdown=2,
+            backlog=2048,
+        )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn-test", daemon=True)
     thread.start()
