@@ -20,7 +20,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV
 export PIP_ROOT_USER_ACTION := ignore
 
-.PHONY: run test lint typecheck check bench package lock test-newest-msgspec browser-check \
+.PHONY: run test lint typecheck check bench package lock fuzz test-newest-msgspec \
 	build-StreamFunction build-BufferedFunction clean
 
 $(UV):
@@ -70,6 +70,12 @@ test-newest-msgspec: $(UV)
 	$(UV) pip install --quiet --python $(NEWEST)/bin/python --upgrade msgspec
 	$(NEWEST)/bin/python -c 'import msgspec; print("msgspec", msgspec.__version__)'
 	$(NEWEST)/bin/python -m pytest -p no:cacheprovider tests/app/test_validation.py tests/app/test_ws.py
+
+# schemathesis, every check, against the served OpenAPI document (scripts/fuzz.py; loopback only).
+FUZZ_EXAMPLES ?= 20
+FUZZ_PORT ?= 18765
+fuzz: $(STAMP)
+	$(BIN)/python -m scripts.fuzz --port $(FUZZ_PORT) --examples $(FUZZ_EXAMPLES)
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check .

@@ -11,15 +11,20 @@ from typing import Any
 from litestar import Litestar, Request, Response, Router
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
-from litestar.openapi import OpenAPIConfig
 from litestar.plugins import PluginProtocol
 
-from app import VERSION
 from app.errors import ApiError, for_http_status, internal_error
 from app.http.auth import ApiKeyGuard
 from app.http.disconnect import ClientGoneError
 from app.http.page import index, static_asset
-from app.http.routes import cancel_stream, chat_completions, healthz, list_models, stream_get, stream_post
+from app.http.routes import (
+    cancel_stream,
+    chat_completions,
+    healthz,
+    list_models,
+    openapi_json,
+    stream,
+)
 from app.http.ws import stream_socket
 from app.logs import log_event
 from app.settings import Settings
@@ -128,12 +133,12 @@ def create_app(
 
     api = Router(
         path="/",
-        route_handlers=[list_models, chat_completions, stream_get, stream_post, cancel_stream],
+        route_handlers=[list_models, chat_completions, stream, cancel_stream],
         guards=[ApiKeyGuard(settings.api_keys)],
     )
     return _Litestar(
         # The page is public; the WebSocket checks API keys itself (see app/http/ws.py for why not the guard).
-        route_handlers=[healthz, index, static_asset, stream_socket, api],
+        route_handlers=[healthz, openapi_json, index, static_asset, stream_socket, api],
         state=State({"services": services}),
         lifespan=[lifespan],
         exception_handlers={
@@ -143,6 +148,8 @@ def create_app(
             Exception: _unexpected_error_response,
         },
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(title="tokenrelay", version=VERSION, path="/schema"),
+        # The document is ours (app/http/openapi.py): the handlers decode their own bodies, so the
+        # framework's would describe none of them, and its viewer pages load scripts from a CDN.
+        openapi_config=None,
         debug=False,
     )

@@ -17,9 +17,14 @@ ModelId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 MAX_MESSAGES = 1024
 
 
-class TextPart(msgspec.Struct, frozen=True, tag_field="type", tag="text", forbid_unknown_fields=True):
-    """A text content part (`{"type": "text", "text": ...}`), the only part kind this service accepts."""
+class TextPart(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A text content part (`{"type": "text", "text": ...}`), the only part kind this service accepts.
 
+    `type` is a required field rather than a struct tag: msgspec requires a tag only inside a union, so a
+    part without its `type` would pass.
+    """
+
+    type: Literal["text"]
     text: str
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import unquote_to_bytes
 
 import msgspec
@@ -37,6 +37,9 @@ T_co = TypeVar("T_co", covariant=True)
 
 class JsonDecoder(Protocol[T_co]):
     """What `decode_json` needs of a decoder: `msgspec.json.Decoder(T)`."""
+
+    @property
+    def type(self) -> Any: ...
 
     def decode(self, buf: bytes | str, /) -> T_co: ...
 
@@ -79,7 +82,19 @@ def decode_json(decoder: JsonDecoder[T], raw: str | bytes, what: str) -> T:
     try:
         return decoder.decode(raw)
     except msgspec.ValidationError as exc:
-        raise from_validation_error(exc) from None
+        # JSON has one kind of number, and `1.0` is the integer 1 (JSON Schema agrees, and so do OpenAI's
+        # clients and servers); msgspec's integers take `1` only. Only then is the input looked at twice.
+        try:
+            normalised = _integral_floats_as_ints(msgspec.json.decode(raw))
+        except (msgspec.DecodeError, RecursionError):  # malformed past the error, or too deep: it stands
+            normalised = _UNCHANGED
+        if normalised is _UNCHANGED:
+            raise from_validation_error(exc) from None
+        try:
+            converted: T = msgspec.convert(normalised, decoder.type)
+        except msgspec.ValidationError as again:
+            raise from_validation_error(again) from None
+        return converted
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         # Decided from the bytes: msgspec reports invalid UTF-8 as `UnicodeDecodeError` before 0.23 and as
         # `DecodeError` since, and bytes that are not UTF-8 outside a string as malformed JSON.
@@ -90,6 +105,28 @@ def decode_json(decoder: JsonDecoder[T], raw: str | bytes, what: str) -> T:
         raise
     except RecursionError:
         raise INVALID_JSON(f"{what} is nested too deeply") from None
+
+
+_UNCHANGED: Final = object()
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    """`value` with every float that is a whole number (`3.0`, `1e3`) made an int; `_UNCHANGED` if none is."""
+    changed = False
+
+    def walk(item: Any) -> Any:
+        nonlocal changed
+        if isinstance(item, float) and item.is_integer():
+            changed = True
+            return int(item)
+        if isinstance(item, dict):
+            return {key: walk(inner) for key, inner in item.items()}
+        if isinstance(item, list):
+            return [walk(inner) for inner in item]
+        return item
+
+    normalised = walk(value)
+    return normalised if changed else _UNCHANGED
 
 
 def is_utf8(raw: str | bytes) -> bool:

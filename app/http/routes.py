@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, get, post
+from litestar import Request, Response, get, post, route
 from litestar.datastructures import State
-from litestar.enums import MediaType
+from litestar.enums import HttpMethod, MediaType
 from litestar.params import FromPath
 
 from app import VERSION
 from app.errors import INVALID_REQUEST, STREAM_NOT_FOUND
 from app.http.auth import request_owner
 from app.http.disconnect import unless_gone
+from app.http.openapi import openapi_document
 from app.http.origins import refuse_cross_origin
 from app.http.requests import (
     build_chat_request,
@@ -50,6 +51,11 @@ _STREAM_QUERY = frozenset({"prompt", "model", "max_tokens", "mock"})
 
 def _stream_headers(session: StreamSession) -> dict[str, str]:
     return {"X-Request-Id": session.stream_id, "X-Stream-Id": session.stream_id}
+
+
+@get(["/schema", "/schema/openapi.json"], include_in_schema=False)
+async def openapi_json(state: State) -> Response[bytes]:
+    return Response(openapi_document(services_of(state).settings), media_type=MediaType.JSON)
 
 
 @get("/healthz", tags=["ops"], summary="Liveness probe")
@@ -126,8 +132,17 @@ async def _native_response(
     return EventStreamResponse(stream, NativeDialect(session), headers=_stream_headers(session))
 
 
-@get("/v1/stream", tags=["stream"], summary="Stream an answer as named SSE events (EventSource-friendly)")
-async def stream_get(request: Request[Any, Any, Any], state: State) -> EventStreamResponse:
+# One handler for both methods: Litestar answers `OPTIONS /v1/stream` with the methods of the first handler
+# registered for a path only (`Allow: GET, OPTIONS`), and browsers and clients read that list.
+@route("/v1/stream", http_method=[HttpMethod.GET, HttpMethod.POST], status_code=200)
+async def stream(request: Request[Any, Any, Any], state: State) -> EventStreamResponse:
+    """`GET` for EventSource (the prompt in the query), `POST` for fetch (a JSON body)."""
+    if request.method == HttpMethod.GET:
+        return await _stream_from_query(request, state)
+    return await _stream_from_body(request, state)
+
+
+async def _stream_from_query(request: Request[Any, Any, Any], state: State) -> EventStreamResponse:
     refuse_cross_origin(request)  # a GET needs no CORS preflight: any page could start a stream
     check_query_encoding(request.scope["query_string"])
     params = request.query_params
@@ -147,8 +162,7 @@ async def stream_get(request: Request[Any, Any, Any], state: State) -> EventStre
     )
 
 
-@post("/v1/stream", status_code=200, tags=["stream"], summary="Stream an answer as named SSE events (fetch)")
-async def stream_post(request: Request[Any, Any, Any], state: State) -> EventStreamResponse:
+async def _stream_from_body(request: Request[Any, Any, Any], state: State) -> EventStreamResponse:
     services = services_of(state)
     body = await decode_json_body(
         request, _stream_decoder, timeout_s=services.settings.request_body_timeout_s

@@ -139,7 +139,60 @@ def test_the_openapi_schema_documents_every_endpoint(client: TestClient[Litestar
         "/v1/streams/{stream_id}/cancel",
     } <= set(schema["paths"])
     assert set(schema["paths"]["/v1/stream"]) == {"get", "post"}
-    assert client.get("/schema").status_code == 200
+    assert client.get("/schema").json() == schema
+
+
+def test_the_openapi_document_describes_bodies_queries_streams_and_errors(
+    client: TestClient[Litestar],
+) -> None:
+    # What the framework could not see (the handlers decode their own bodies) is written from the Structs.
+    schema = client.get("/schema/openapi.json").json()
+    paths, components = schema["paths"], schema["components"]["schemas"]
+
+    chat = paths["/v1/chat/completions"]["post"]
+    assert chat["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ChatCompletionRequest"
+    }
+    request = components["ChatCompletionRequest"]
+    assert request["required"] == ["messages"]
+    assert request["additionalProperties"] is False  # a typo is a 400
+    assert {"type": "integer", "minimum": 1, "maximum": 4096} in request["properties"]["max_tokens"]["anyOf"]
+    assert set(chat["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
+    assert {"400", "401", "404", "408", "413", "415", "429", "500", "502", "504"} <= set(chat["responses"])
+    error = chat["responses"]["400"]["content"]["application/json"]["schema"]
+    assert error == {"$ref": "#/components/schemas/ErrorBody"}
+
+    get = paths["/v1/stream"]["get"]
+    assert {p["name"]: p["required"] for p in get["parameters"]} == {
+        "prompt": True,
+        "model": False,
+        "max_tokens": False,
+        "mock": False,
+    }
+    events = get["responses"]["200"]["content"]["text/event-stream"]["schema"]
+    assert events["properties"]["data"]["contentSchema"] == {"$ref": "#/components/schemas/StreamEvent"}
+    assert {branch["$ref"].rsplit("/", 1)[1] for branch in components["StreamEvent"]["anyOf"]} == {
+        "StartEvent",
+        "DeltaEvent",
+        "DoneEvent",
+        "ErrorEvent",
+    }
+    assert "403" in get["responses"]
+    assert paths["/v1/stream"]["post"]["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/StreamRequest"
+    }
+
+
+def test_options_lists_every_method_of_the_stream_endpoint(client: TestClient[Litestar]) -> None:
+    allowed = client.options("/v1/stream").headers["allow"]
+
+    assert {method.strip() for method in allowed.split(",")} == {"GET", "POST", "OPTIONS"}
+
+
+def test_no_documentation_page_loads_scripts_from_elsewhere(client: TestClient[Litestar]) -> None:
+    # Litestar's viewer pages load their scripts from CDNs without integrity: none is served.
+    for page in ("/schema/swagger", "/schema/redoc", "/schema/elements"):
+        assert client.get(page).status_code == 404
 
 
 # --- the mock's answers through the native stream ---

@@ -7,10 +7,13 @@ import pytest
 
 from app.errors import ApiError
 from app.http.requests import decode_json, is_utf8
+from app.schemas import ChatCompletionRequest
 
 
 class _Raising:
     """A decoder that fails the way one msgspec release or another does."""
+
+    type = object
 
     def __init__(self, error: Exception) -> None:
         self._error = error
@@ -58,3 +61,34 @@ def test_the_real_decoder_reports_invalid_utf8_in_a_string_as_invalid_encoding()
         decode_json(decoder, b'{"content": "caf\xe9"}', "the request body")
 
     assert raised.value.detail.code == "invalid_encoding"
+
+
+@pytest.mark.parametrize("number", [b"3.0", b"3e0", b"0.3e1"])
+def test_a_whole_number_written_with_a_fraction_or_exponent_is_an_integer(number: bytes) -> None:
+    decoder = msgspec.json.Decoder(ChatCompletionRequest)
+
+    request = decode_json(
+        decoder, b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": ' + number + b"}", "it"
+    )
+
+    assert request.max_tokens == 3
+    assert isinstance(request.max_tokens, int)
+
+
+def test_a_fractional_number_where_an_integer_belongs_is_still_a_400_naming_it() -> None:
+    decoder = msgspec.json.Decoder(ChatCompletionRequest)
+    body = b'{"messages": [{"role": "user", "content": "hi"}], "temperature": 1.0, "max_tokens": 2.5}'
+
+    with pytest.raises(ApiError) as raised:
+        decode_json(decoder, body, "the request body")
+
+    assert (raised.value.detail.code, raised.value.detail.param) == ("invalid_value", "max_tokens")
+
+
+def test_a_type_error_before_malformed_json_is_still_a_400() -> None:
+    decoder = msgspec.json.Decoder(ChatCompletionRequest)
+
+    with pytest.raises(ApiError) as raised:
+        decode_json(decoder, b'{"max_tokens": "3", "messages": [', "the request body")
+
+    assert raised.value.status_code == 400

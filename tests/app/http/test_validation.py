@@ -77,6 +77,13 @@ _BODIES: list[tuple[str, bytes, int, str | None, str | None]] = [
         None,
     ),
     (
+        "content part without its type",
+        _json({"messages": [{"role": "user", "content": [{"text": "hi"}]}]}),
+        400,
+        "messages[0].content[0].type",
+        None,
+    ),
+    (
         "unknown message field",
         _json({"messages": [{"role": "user", "content": "x", "mood": "happy"}]}),
         400,

@@ -1,0 +1,289 @@
+"""The OpenAPI document of the HTTP API, from the same msgspec Structs that decode requests.
+
+The handlers read their bodies themselves (for exact 4xx errors), so the framework cannot see them; the
+document is written here instead: every request body and query parameter with its constraints, every
+status a client can get with the error shape, and the event streams as `text/event-stream` whose events'
+JSON is described by the event Structs. Served at `/schema/openapi.json` with no viewer page: a viewer
+would load scripts from a CDN, which the page's policy forbids; any OpenAPI viewer can open the URL.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, Final
+
+import msgspec
+
+from app import VERSION
+from app.schemas import (
+    CancelAccepted,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ErrorBody,
+    Health,
+    ModelList,
+    StreamEvent,
+    StreamRequest,
+)
+from app.settings import Settings
+
+_REF: Final = "#/components/schemas/{name}"
+_ERROR: Final = {"$ref": _REF.format(name="ErrorBody")}
+
+# Statuses and what each means here, by operation kind; every one comes with the error body.
+_INPUT_ERRORS: Final = {
+    "400": "Invalid input: malformed JSON or UTF-8, a wrong type, an unknown field; `param` names it",
+    "404": "The model is not served (`model_not_found`)",
+    "408": "The request body did not arrive in time (`request_timeout`)",
+    "413": "The request body is larger than `MAX_BODY_BYTES`",
+    "415": "The body is not `application/json` in UTF-8",
+}
+_UPSTREAM_ERRORS: Final = {
+    "401": "A missing or wrong API key, or the upstream refused our key (`upstream_authentication_failed`)",
+    "429": "The upstream's rate limit (with `Retry-After`)",
+    "500": "An internal error (the details are in the server's log only)",
+    "502": "The upstream is unavailable or failed before the first token",
+    "504": "The upstream timed out, or a budget ran out, before the first token",
+}
+_STREAM_DESCRIPTION: Final = (
+    "Server-Sent Events, written as the model produces tokens. Each event's `data` is one line of JSON; "
+    "a failure after the first event is the stream's terminal event rather than a status."
+)
+
+
+@cache
+def openapi_document(settings: Settings) -> bytes:
+    """The document for this configuration (it says whether an API key is required), encoded once."""
+    schemas, components = msgspec.json.schema_components(
+        (ChatCompletionRequest, StreamRequest, ChatCompletion, ChatCompletionChunk, StreamEvent, ModelList,
+         CancelAccepted, Health, ErrorBody),
+        ref_template=_REF,
+    )  # fmt: skip
+    components["StreamEvent"] = schemas[4]  # a union: msgspec inlines it, the streams refer to it by name
+    # The server's own cap on tokens, which the Structs cannot know.
+    for name, field in (
+        ("ChatCompletionRequest", "max_tokens"),
+        ("ChatCompletionRequest", "max_completion_tokens"),
+        ("StreamRequest", "max_tokens"),
+    ):
+        _cap(components[name]["properties"][field], settings.max_tokens_limit)
+    secured = bool(settings.api_keys)
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "tokenrelay",
+            "version": VERSION,
+            "description": "Stream AI model answers token by token: OpenAI-compatible chat completions, "
+            "app-native Server-Sent Events, explicit cancels. See the README for each event's meaning.",
+        },
+        "paths": {
+            "/v1/chat/completions": {
+                "post": _operation(
+                    "chatCompletions",
+                    "OpenAI-compatible chat completions",
+                    tags=["openai"],
+                    body="ChatCompletionRequest",
+                    ok={
+                        "description": "`stream: false`: one `chat.completion`; `stream: true`: "
+                        "`chat.completion.chunk` events ending with `data: [DONE]`.",
+                        "content": {
+                            "application/json": {"schema": _ref("ChatCompletion")},
+                            "text/event-stream": _event_stream("ChatCompletionChunk"),
+                        },
+                    },
+                    errors={**_INPUT_ERRORS, **_UPSTREAM_ERRORS},
+                    secured=secured,
+                )
+            },
+            "/v1/models": {
+                "get": _operation(
+                    "listModels",
+                    "The models this service streams from",
+                    tags=["openai"],
+                    ok=_json_ok("ModelList", "The model ids"),
+                    errors=_auth_errors(secured),
+                    secured=secured,
+                )
+            },
+            "/v1/stream": {
+                "get": _operation(
+                    "streamGet",
+                    "Stream an answer as named SSE events (EventSource)",
+                    tags=["stream"],
+                    parameters=_stream_query(settings.max_tokens_limit),
+                    ok=_native_stream_ok(),
+                    errors={
+                        **{
+                            code: text
+                            for code, text in _INPUT_ERRORS.items()
+                            if code not in ("408", "413", "415")
+                        },
+                        "400": "A missing or invalid query parameter, or an unknown one; `param` names it",
+                        "403": "A page of another origin (`cross_origin`)",
+                        **_UPSTREAM_ERRORS,
+                    },
+                    secured=secured,
+                ),
+                "post": _operation(
+                    "streamPost",
+                    "Stream an answer as named SSE events (fetch)",
+                    tags=["stream"],
+                    body="StreamRequest",
+                    ok=_native_stream_ok(),
+                    errors={**_INPUT_ERRORS, **_UPSTREAM_ERRORS},
+                    secured=secured,
+                ),
+            },
+            "/v1/streams/{stream_id}/cancel": {
+                "post": _operation(
+                    "cancelStream",
+                    "Stop a running stream",
+                    tags=["stream"],
+                    parameters=[
+                        {
+                            "name": "stream_id",
+                            "in": "path",
+                            "required": True,
+                            "description": "From the `start` event or the `X-Stream-Id` header",
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    ok=_json_ok("CancelAccepted", "The stream stops at its next chunk", status="202"),
+                    errors={
+                        **_auth_errors(secured),
+                        "404": "No running stream with this id for this API key (`stream_not_found`)",
+                    },
+                    secured=secured,
+                )
+            },
+            "/healthz": {
+                "get": _operation(
+                    "healthz", "Liveness probe", tags=["ops"], ok=_json_ok("Health", "Alive"), errors={}
+                )
+            },
+        },
+        "components": {"schemas": components},
+    }
+    if secured:
+        document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    return msgspec.json.encode(document)
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF.format(name=name)}
+
+
+def _operation(
+    operation_id: str,
+    summary: str,
+    *,
+    tags: list[str],
+    ok: dict[str, Any],
+    errors: dict[str, str],
+    body: str | None = None,
+    parameters: list[dict[str, Any]] | None = None,
+    secured: bool = False,
+) -> dict[str, Any]:
+    status = ok.pop("status", "200")
+    operation: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": summary,
+        "tags": tags,
+        "responses": {
+            status: ok,
+            **{
+                code: {"description": text, "content": {"application/json": {"schema": _ERROR}}}
+                for code, text in sorted(errors.items())
+            },
+        },
+    }
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(body)}}}
+    if parameters:
+        operation["parameters"] = parameters
+    if secured:
+        operation["security"] = [{"bearer": []}]
+    return operation
+
+
+def _json_ok(schema: str, description: str, *, status: str = "200") -> dict[str, Any]:
+    return {
+        "status": status,
+        "description": description,
+        "content": {"application/json": {"schema": _ref(schema)}},
+    }
+
+
+def _event_stream(data_schema: str) -> dict[str, Any]:
+    # Each event, as OpenAPI 3.2 describes a stream's items and as tools such as schemathesis check them:
+    # its `event` name, its `id`, and its `data`, one line of JSON of the given schema (`[DONE]` on chat).
+    event = {
+        "type": "object",
+        "description": _STREAM_DESCRIPTION,
+        "properties": {
+            "event": {"type": "string"},
+            "id": {"type": "string"},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": _ref(data_schema),
+            },
+        },
+        "required": ["data"],
+    }
+    return {"schema": event}
+
+
+def _native_stream_ok() -> dict[str, Any]:
+    return {
+        "description": "Named events `start`, `delta`..., then `done` or `error`, each with an `id:`; the "
+        "`event:` name is the `type` of the JSON data. `: ping` comments keep an idle stream open.",
+        "headers": {
+            "X-Stream-Id": {"description": "For `POST /v1/streams/{id}/cancel`", "schema": {"type": "string"}}
+        },
+        "content": {"text/event-stream": _event_stream("StreamEvent")},
+    }
+
+
+def _auth_errors(secured: bool) -> dict[str, str]:
+    return {"401": "A missing or wrong API key"} if secured else {}
+
+
+def _cap(schema: dict[str, Any], maximum: int) -> None:
+    """Give the integer branch of a property's schema (`integer | null`) its maximum."""
+    for branch in schema.get("anyOf", [schema]):
+        if branch.get("type") == "integer":
+            branch["maximum"] = maximum
+
+
+def _stream_query(max_tokens_limit: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "prompt",
+            "in": "query",
+            "required": True,
+            "description": "The user's message",
+            "schema": {"type": "string", "minLength": 1},
+        },
+        {
+            "name": "model",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+        },
+        {
+            "name": "max_tokens",
+            "in": "query",
+            "required": False,
+            "description": "A positive integer in ASCII digits, at most the server's MAX_TOKENS_LIMIT",
+            "schema": {"type": "integer", "minimum": 1, "maximum": max_tokens_limit},
+        },
+        {
+            "name": "mock",
+            "in": "query",
+            "required": False,
+            "description": "The mock provider's directives, as JSON (see the `MockDirectives` schema)",
+            "content": {"application/json": {"schema": _ref("MockDirectives")}},
+        },
+    ]
