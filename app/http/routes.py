@@ -35,18 +35,33 @@ from app.schemas import (
     ModelList,
     StreamRequest,
 )
-from app.stream.consumer import collect, open_stream
+from app.stream.consumer import OpenStream, collect, open_stream
 from app.stream.dialects.native import NativeDialect
 from app.stream.dialects.openai_chat import CompletionDialect, OpenAIChatDialect
 from app.stream.limits import host_deadline
 from app.stream.services import Services, open_session
 from app.stream.session import StreamSession
-from providers.protocol import MockDirectives
+from providers.protocol import ChatRequest, MockDirectives
 
 _chat_decoder = msgspec.json.Decoder(ChatCompletionRequest)
 _stream_decoder = msgspec.json.Decoder(StreamRequest)
 # `GET /v1/stream`: what the query may hold (the page's EventSource sends no more).
 _STREAM_QUERY = frozenset({"prompt", "model", "max_tokens", "mock"})
+
+
+async def _open(
+    services: Services, request: Request[Any, Any, Any], chat: ChatRequest, endpoint: str
+) -> OpenStream:
+    """A session for this request (the host's deadline, the caller's key), read ahead to its first event
+    unless the client leaves first; a failure before it is raised as its status."""
+    session = open_session(
+        services,
+        chat,
+        endpoint,
+        host_deadline=host_deadline(request.scope),
+        owner=request_owner(request, services.settings.api_keys),
+    )
+    return await unless_gone(request.receive, open_stream(session))
 
 
 def _stream_headers(session: StreamSession) -> dict[str, str]:
@@ -87,15 +102,9 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
         seed=body.seed,
         user=body.user,
     )
-    session = open_session(
-        services,
-        chat,
-        "chat.completions",
-        host_deadline=host_deadline(request.scope),
-        owner=request_owner(request, services.settings.api_keys),
-    )
+    stream = await _open(services, request, chat, "chat.completions")
+    session = stream.session
     completion_id = f"chatcmpl-{session.stream_id}"
-    stream = await unless_gone(request.receive, open_stream(session))
     headers = _stream_headers(session)
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
@@ -121,15 +130,8 @@ async def _native_response(
         max_tokens=max_tokens,
         mock=mock,
     )
-    session = open_session(
-        services,
-        chat,
-        "stream",
-        host_deadline=host_deadline(request.scope),
-        owner=request_owner(request, services.settings.api_keys),
-    )
-    stream = await unless_gone(request.receive, open_stream(session))
-    return EventStreamResponse(stream, NativeDialect(session), headers=_stream_headers(session))
+    stream = await _open(services, request, chat, "stream")
+    return EventStreamResponse(stream, NativeDialect(stream.session), headers=_stream_headers(stream.session))
 
 
 # One handler for both methods: Litestar answers `OPTIONS /v1/stream` with the methods of the first handler
