@@ -69,7 +69,7 @@ test-newest-msgspec: $(UV)
 	UV_PROJECT_ENVIRONMENT=$(NEWEST) $(UV) sync --quiet --locked --all-extras --python $(PYTHON)
 	$(UV) pip install --quiet --python $(NEWEST)/bin/python --upgrade msgspec
 	$(NEWEST)/bin/python -c 'import msgspec; print("msgspec", msgspec.__version__)'
-	$(NEWEST)/bin/python -m pytest -p no:cacheprovider tests/app/test_validation.py tests/app/test_ws.py
+	$(NEWEST)/bin/python -m pytest -p no:cacheprovider tests/app/http/test_requests.py tests/app/http/test_validation.py tests/app/http/test_ws.py
 
 # schemathesis, every check, against the served OpenAPI document (scripts/fuzz.py; loopback only).
 FUZZ_EXAMPLES ?= 20
