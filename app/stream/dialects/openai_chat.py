@@ -25,25 +25,33 @@ from app.stream.session import Completed, Failed, Heartbeat, SessionEvent, Strea
 from providers.protocol import FinishReason, TextDelta
 
 _encode = msgspec.json.Encoder().encode
+_CONTENT_KEY = b'"content":'
+_EMPTY_CONTENT = _CONTENT_KEY + b'""'
 
 
 class OpenAIChatDialect:
     """`stream: true`: the assistant role, a chunk per delta, the finish chunk, usage if asked, `[DONE]`."""
 
-    __slots__ = ("_completion_id", "_created", "_include_usage", "_model")
+    __slots__ = ("_completion_id", "_content_head", "_content_tail", "_created", "_include_usage", "_model")
 
     def __init__(self, session: StreamSession, *, completion_id: str, include_usage: bool) -> None:
         self._completion_id = completion_id
         self._created = int(time.time())
         self._model = session.request.model
         self._include_usage = include_usage
+        # A content chunk is the hot path: everything but its text is the same for the whole stream, so it
+        # is encoded once, from the Struct itself, around an empty text.
+        sample = self._chunk(ChunkDelta(content=""))
+        head, tail = sample.split(_EMPTY_CONTENT, 1)
+        self._content_head = head + _CONTENT_KEY
+        self._content_tail = tail
 
     def start(self) -> bytes:
         return self._chunk(ChunkDelta(role="assistant", content=""))
 
     def frame(self, event: SessionEvent) -> bytes | None:
         if isinstance(event, TextDelta):
-            return self._chunk(ChunkDelta(content=event.text))
+            return self._content_head + _encode(event.text) + self._content_tail
         if isinstance(event, Heartbeat):
             return sse.PING
         if isinstance(event, Completed):

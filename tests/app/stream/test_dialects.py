@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Sequence
 
+import msgspec
 import pytest
 
 from app.errors import UPSTREAM_STREAM_ERROR
+from app.schemas import ChatCompletionChunk, ChunkChoice, ChunkDelta
 from app.stream.cancel.memory import InMemoryCancelRegistry
 from app.stream.consumer import OpenStream, frames
 from app.stream.dialects.native import NativeDialect
@@ -230,3 +232,25 @@ def test_closing_the_frames_early_closes_the_session_events(flavour: str) -> Non
         return rest.closed
 
     assert run_async(read_three_then_close, timeout_s=5)
+
+
+@pytest.mark.parametrize("text", ["Hel", 'a"b\n', "", 'say "content":""', "é\u2028"])
+def test_a_chat_content_chunk_is_the_chunk_struct_encoded_byte_for_byte(text: str) -> None:
+    # The hot path writes the constant parts encoded once; it must be exactly what the Struct gives.
+    session = StreamSession(
+        provider=ScriptedProvider([], name="scripted"),
+        request=mock_request("hi", model='m "content":"" 1'),
+        stream_id="abc123",
+        endpoint="test",
+        limits=StreamLimits(max_tokens=100, idle_timeout_s=10, deadline_s=10, heartbeat_s=10),
+        cancels=InMemoryCancelRegistry(),
+    )
+    dialect = OpenAIChatDialect(session, completion_id="chatcmpl-abc123", include_usage=False)
+
+    expected = ChatCompletionChunk(
+        id="chatcmpl-abc123",
+        created=msgspec.json.decode(dialect.start()[len(b"data: ") :])["created"],
+        model='m "content":"" 1',
+        choices=[ChunkChoice(index=0, delta=ChunkDelta(content=text))],
+    )
+    assert dialect.frame(TextDelta(text)) == b"data: " + msgspec.json.encode(expected) + b"\n\n"
