@@ -111,22 +111,17 @@ class _EventStreamASGI(ASGIResponse):
         """
         session = self._stream.session
         send_timeout_s = session.limits.send_timeout_s
+        # The stream is open, so its session has started and knows its deadline.
+        stop_at = None if session.deadline_at is None else session.deadline_at + _DEADLINE_GRACE_S
         previous = (-1, False)
         while True:
-            timeout_s = send_timeout_s
-            if session.deadline_at is not None:
-                timeout_s = min(
-                    timeout_s, max(0.0, session.deadline_at + _DEADLINE_GRACE_S - time.monotonic())
-                )
+            timeout_s = send_timeout_s if stop_at is None else min(send_timeout_s, stop_at - time.monotonic())
             done, _ = await asyncio.wait(
-                (writer, listener), timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+                (writer, listener), timeout=max(0.0, timeout_s), return_when=asyncio.FIRST_COMPLETED
             )
             if done:
                 return
-            if (
-                session.deadline_at is not None
-                and time.monotonic() >= session.deadline_at + _DEADLINE_GRACE_S
-            ):
+            if stop_at is not None and time.monotonic() >= stop_at:
                 session.stopping_as(Outcome.DEADLINE)
                 return
             progress = (self._writes, self._writing)

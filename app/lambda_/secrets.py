@@ -53,13 +53,6 @@ def with_secrets(
     return environ
 
 
-def with_openai_api_key(
-    environ: Mapping[str, str], *, client_factory: ClientFactory | None = None
-) -> Mapping[str, str]:
-    """`environ`, plus `OPENAI_API_KEY` read from the secret it names; `environ` itself when it names none."""
-    return with_secret(environ, OPENAI_API_KEY, client_factory=client_factory)
-
-
 def with_secret(
     environ: Mapping[str, str], setting: SecretSetting, *, client_factory: ClientFactory | None = None
 ) -> Mapping[str, str]:

@@ -118,8 +118,6 @@ class StreamSession:
         self.deadline_at: float | None = None
         # Set by whoever stops the stream from outside (the writer, for a client that does not read).
         self._stopped_as: Outcome | None = None
-        self._began = False
-        self.failure: ApiError | None = None
 
     @property
     def ttft_ms(self) -> float | None:
@@ -151,7 +149,6 @@ class StreamSession:
 
     async def events(self) -> AsyncGenerator[SessionEvent, None]:
         """Yield deltas and heartbeats, then exactly one `Completed` or `Failed`, unless closed early."""
-        self._began = True
         limits = self.limits
         queue = self._queue
         loop = asyncio.get_running_loop()
@@ -210,7 +207,7 @@ class StreamSession:
                     cancel_check_at = now + poll_s
                     if await self._cancels.is_cancelled(self.stream_id):
                         outcome = Outcome.CANCELLED
-                        yield self._failed(cancelled_error(), outcome)
+                        yield Failed(cancelled_error(), outcome)
                         return
                 if isinstance(item, TextDelta):
                     if self.deltas >= max_tokens:
@@ -235,20 +232,20 @@ class StreamSession:
                     return
                 elif isinstance(item, _PumpFailure):
                     outcome = Outcome.ERROR
-                    yield self._failed(self._translate(item.error), outcome)
+                    yield Failed(self._translate(item.error), outcome)
                     return
                 elif item is _Timer.HEARTBEAT:
                     heartbeat_at = now + heartbeat_s
                     yield HEARTBEAT
                 elif item is _Timer.IDLE:
                     outcome = Outcome.IDLE_TIMEOUT
-                    yield self._failed(_budget_error(outcome, limits.idle_timeout_s), outcome)
+                    yield Failed(_budget_error(outcome, limits.idle_timeout_s), outcome)
                     return
                 elif item is _Timer.DEADLINE:
                     outcome = Outcome.DEADLINE
                     # The budget that ran out: the configured one, or the host's (Lambda) when sooner.
                     budget_s = max(0.0, round(deadline_at - started_at, 1))
-                    yield self._failed(_budget_error(outcome, budget_s), outcome)
+                    yield Failed(_budget_error(outcome, budget_s), outcome)
                     return
         finally:
             self.ended_at = time.perf_counter()
@@ -268,7 +265,7 @@ class StreamSession:
 
         (A WebSocket prompt cancelled before its task ran a step): still one `stream_end` per session.
         """
-        if self._began or self.outcome is not None:
+        if self.deadline_at is not None:  # set as soon as `events()` starts
             return
         self.ended_at = time.perf_counter()
         self.outcome = Outcome.CANCELLED
@@ -277,10 +274,6 @@ class StreamSession:
     def stopping_as(self, outcome: Outcome) -> None:
         """Say why the stream is about to be closed from outside, so that its `stream_end` line says so."""
         self._stopped_as = outcome
-
-    def _failed(self, error: ApiError, outcome: Outcome) -> Failed:
-        self.failure = error
-        return Failed(error, outcome)
 
     def _translate(self, exc: BaseException) -> ApiError:
         if isinstance(exc, ProviderError):

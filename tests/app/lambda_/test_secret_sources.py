@@ -5,15 +5,22 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import boto3
 import pytest
 
-from app.lambda_.secrets import with_openai_api_key, with_secrets
+from app.lambda_.secrets import OPENAI_API_KEY, ClientFactory, with_secret, with_secrets
 from app.settings import Settings, SettingsError
 
 KEY = "sk-from-the-vault-0123456789"
+
+
+def with_openai_key(
+    environ: Mapping[str, str], *, client_factory: ClientFactory | None = None
+) -> Mapping[str, str]:
+    return with_secret(environ, OPENAI_API_KEY, client_factory=client_factory)
 
 
 class CountingFactory:
@@ -30,14 +37,14 @@ class CountingFactory:
 def test_without_a_secret_the_environment_is_passed_through_untouched() -> None:
     environ = {"PROVIDER": "mock"}
 
-    assert with_openai_api_key(environ, client_factory=CountingFactory()) is environ
+    assert with_openai_key(environ, client_factory=CountingFactory()) is environ
 
 
 def test_a_plain_secret_becomes_the_openai_key(aws: None) -> None:
     arn = boto3.client("secretsmanager").create_secret(Name="tokenrelay/openai", SecretString=KEY)["ARN"]
     factory = CountingFactory()
 
-    environ = with_openai_api_key(
+    environ = with_openai_key(
         {"OPENAI_API_KEY_SECRET_ARN": arn, "PROVIDER": "openai"}, client_factory=factory
     )
     settings = Settings.from_env(environ)
@@ -55,15 +62,15 @@ def test_a_json_secret_gives_its_openai_api_key_field(aws: None) -> None:
     ]
     wrong = client.create_secret(Name="tokenrelay/other", SecretString=json.dumps({"api": KEY}))["ARN"]
 
-    assert with_openai_api_key({"OPENAI_API_KEY_SECRET_ARN": arn})["OPENAI_API_KEY"] == KEY
+    assert with_openai_key({"OPENAI_API_KEY_SECRET_ARN": arn})["OPENAI_API_KEY"] == KEY
     with pytest.raises(SettingsError, match="without a OPENAI_API_KEY"):
-        with_openai_api_key({"OPENAI_API_KEY_SECRET_ARN": wrong})
+        with_openai_key({"OPENAI_API_KEY_SECRET_ARN": wrong})
 
 
 def test_a_secure_string_parameter_becomes_the_openai_key(aws: None) -> None:
     boto3.client("ssm").put_parameter(Name="/tokenrelay/openai-api-key", Value=KEY, Type="SecureString")
 
-    environ = with_openai_api_key({"OPENAI_API_KEY_SSM_PARAMETER": "/tokenrelay/openai-api-key"})
+    environ = with_openai_key({"OPENAI_API_KEY_SSM_PARAMETER": "/tokenrelay/openai-api-key"})
 
     assert environ["OPENAI_API_KEY"] == KEY
 
@@ -72,7 +79,7 @@ def test_a_plain_string_parameter_is_refused(aws: None) -> None:
     boto3.client("ssm").put_parameter(Name="/tokenrelay/plain", Value=KEY, Type="String")
 
     with pytest.raises(SettingsError, match="must be a SecureString"):
-        with_openai_api_key({"OPENAI_API_KEY_SSM_PARAMETER": "/tokenrelay/plain"})
+        with_openai_key({"OPENAI_API_KEY_SSM_PARAMETER": "/tokenrelay/plain"})
 
 
 @pytest.mark.parametrize(
@@ -97,7 +104,7 @@ def test_a_key_that_cannot_be_had_stops_the_start_up_naming_the_variable(
     aws: None, environ: dict[str, str], message: str
 ) -> None:
     with pytest.raises(SettingsError, match=message):
-        with_openai_api_key(environ)
+        with_openai_key(environ)
 
 
 def test_the_key_never_reaches_a_log_or_the_process_environment(
