@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import Final
 
+from scripts.uv import uv_binary
+
 ROOT: Final = Path(__file__).resolve().parents[2]
 TOOLS: Final = ROOT / ".venv" / "lambda-tools"
 NODE_PROJECT: Final = ROOT / "tests" / "node"
@@ -37,14 +39,6 @@ def rie_binary(tools: Path = TOOLS) -> Path | None:
 def serverless_cli(project: Path = NODE_PROJECT) -> Path | None:
     path = project / "node_modules" / ".bin" / "serverless"
     return path if path.exists() and shutil.which("node") else None
-
-
-def uv_binary() -> str:
-    """The uv that `make` bootstrapped (it exports UV), else one on PATH."""
-    found = os.environ.get("UV") or shutil.which("uv")
-    if not found:
-        raise RuntimeError("uv not found: run this through `make test`, which installs it")
-    return found
 
 
 def fetch_rie(tools: Path = TOOLS) -> Path:
