@@ -16,6 +16,7 @@ from litestar.plugins import PluginProtocol
 from app.errors import ApiError, for_http_status, internal_error
 from app.http.auth import ApiKeyGuard
 from app.http.disconnect import ClientGoneError
+from app.http.origins import OriginPolicy, cors_config
 from app.http.page import index, static_asset
 from app.http.routes import (
     cancel_stream,
@@ -62,6 +63,7 @@ def build_provider(settings: Settings) -> Provider:
             models=settings.openai_models,
             timeout_s=settings.openai_timeout_s,
             max_retries=settings.openai_max_retries,
+            models_ttl_s=settings.openai_models_ttl_s,
         )
     from providers.mock import MockProvider
 
@@ -139,7 +141,7 @@ def create_app(
     return _Litestar(
         # The page is public; the WebSocket checks API keys itself (see app/http/ws.py for why not the guard).
         route_handlers=[healthz, openapi_json, index, static_asset, stream_socket, api],
-        state=State({"services": services}),
+        state=State({"services": services, "origins": OriginPolicy(settings)}),
         lifespan=[lifespan],
         exception_handlers={
             ApiError: _api_error_response,
@@ -148,6 +150,9 @@ def create_app(
             Exception: _unexpected_error_response,
         },
         request_max_body_size=settings.max_body_bytes,
+        # Behind a Lambda function URL with CORS settings of its own, the URL answers preflights and adds
+        # the headers; adding them here too would send each twice, which browsers refuse.
+        cors_config=None if settings.cors_headers_from_host else cors_config(settings),
         # The document is ours (app/http/openapi.py): the handlers decode their own bodies, so the
         # framework's would describe none of them, and its viewer pages load scripts from a CDN.
         openapi_config=None,

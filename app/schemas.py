@@ -1,60 +1,119 @@
 """Every wire shape of the HTTP API, as msgspec Structs.
 
 Requests forbid unknown fields (as OpenAI does): a typo is a 400 naming the field, not a silent default.
+The one exception is the top level of `/v1/chat/completions`, whose unknown fields an OpenAI-compatible
+upstream gets to judge (see `ChatCompletionRequest`).
 Event kinds are a tagged union whose tag is also the SSE `event:` name and the WebSocket `type`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
-from providers.protocol import FinishReason, MockDirectives, Role, Usage
+from providers.protocol import (
+    ContentPart,
+    FinishReason,
+    FunctionName,
+    MockDirectives,
+    ResponseFormat,
+    Role,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    Usage,
+)
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 ModelId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 MAX_MESSAGES = 1024
+MAX_TOOLS = 128
+MAX_CHOICES = 128
 
 
-class TextPart(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A text content part (`{"type": "text", "text": ...}`), the only part kind this service accepts.
-
-    `type` is a required field rather than a struct tag: msgspec requires a tag only inside a union, so a
-    part without its `type` would pass.
-    """
-
-    type: Literal["text"]
-    text: str
-
-
-class Message(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A chat message as OpenAI clients send it."""
-
-    role: Role
-    content: str | list[TextPart]
+class _MessageBase(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="role"):
     name: str | None = None
 
-    def text(self) -> str:
-        if isinstance(self.content, str):
-            return self.content
-        return "".join(part.text for part in self.content)
+
+class SystemMessage(_MessageBase, frozen=True, tag="system"):
+    content: str | list[ContentPart]
+
+
+class DeveloperMessage(_MessageBase, frozen=True, tag="developer"):
+    content: str | list[ContentPart]
+
+
+class UserMessage(_MessageBase, frozen=True, tag="user"):
+    content: str | list[ContentPart]
+
+
+class EchoedFunctionCall(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A call's function as clients send it back: the openai SDK's parse helpers add `parsed_arguments`."""
+
+    name: FunctionName
+    arguments: str
+    parsed_arguments: Any = None
+
+
+class EchoedToolCall(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type", tag="function"
+):
+    """One tool call of an earlier answer; the `tool` message answering it carries the same `id`."""
+
+    id: Annotated[str, msgspec.Meta(min_length=1)]
+    function: EchoedFunctionCall
+
+
+class AssistantTurn(_MessageBase, frozen=True, tag="assistant"):
+    """An earlier answer, as the SDKs send back the message they received.
+
+    `audio`, `function_call` (deprecated) and `annotations` are what this service's answers carry as null
+    or empty, and `parsed` is what the openai SDK's `.parse()` and `.stream()` helpers add; clients echo
+    them all: accepted, not forwarded.
+    """
+
+    content: str | list[ContentPart] | None = None
+    tool_calls: list[EchoedToolCall] | None = None
+    refusal: str | None = None
+    audio: None = None
+    function_call: None = None
+    annotations: list[Any] | None = None
+    parsed: Any = None
+
+
+class ToolResult(_MessageBase, frozen=True, tag="tool"):
+    """The result of the tool call `tool_call_id`."""
+
+    content: str | list[ContentPart]
+    tool_call_id: Annotated[str, msgspec.Meta(min_length=1)]
+
+
+Message = SystemMessage | DeveloperMessage | UserMessage | AssistantTurn | ToolResult
+
+
+def role_of(message: Message) -> Role:
+    """A message's role: the tag that chose its Struct."""
+    role: Role = type(message).__struct_config__.tag  # type: ignore[assignment]
+    return role
 
 
 Messages = Annotated[list[Message], msgspec.Meta(min_length=1, max_length=MAX_MESSAGES)]
+Tools = Annotated[list[Tool], msgspec.Meta(max_length=MAX_TOOLS)]
 
 
 class StreamOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """OpenAI's `stream_options`."""
 
     include_usage: bool = False
+    include_obfuscation: bool | None = None
 
 
-class ChatCompletionRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """`POST /v1/chat/completions`: the OpenAI request fields this service accepts, plus `mock`.
+class ChatCompletionRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """`POST /v1/chat/completions`: the OpenAI request fields this service validates, plus `mock`.
 
-    `n` (1 only), `presence_penalty` and `frequency_penalty` are validated and accepted, so that clients
-    which send them are served, but they are not passed on: no provider acts on them yet.
+    Any other top-level field is passed to an OpenAI-compatible upstream unchanged (`PROVIDER=openai`),
+    so a newer SDK's field needs no new release here; the mock provider refuses it with a 400 naming it.
     """
 
     messages: Messages
@@ -65,12 +124,22 @@ class ChatCompletionRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_un
     max_completion_tokens: PositiveInt | None = None
     temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
     top_p: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
-    n: Annotated[int, msgspec.Meta(ge=1, le=1)] | None = None
+    n: Annotated[int, msgspec.Meta(ge=1, le=MAX_CHOICES)] | None = None
     stop: str | Annotated[list[str], msgspec.Meta(max_length=4)] | None = None
     seed: int | None = None
     user: str | None = None
+    tools: Tools | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    # Validated here, acted on upstream (forwarded as sent).
     presence_penalty: Annotated[float, msgspec.Meta(ge=-2, le=2)] | None = None
     frequency_penalty: Annotated[float, msgspec.Meta(ge=-2, le=2)] | None = None
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, msgspec.Meta(ge=0, le=20)] | None = None
+    logit_bias: dict[str, Annotated[int, msgspec.Meta(ge=-100, le=100)]] | None = None
+    store: bool | None = None
+    metadata: dict[str, str] | None = None
     mock: MockDirectives | None = None
 
 
@@ -80,6 +149,8 @@ class StreamRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     messages: Messages
     model: ModelId | None = None
     max_tokens: PositiveInt | None = None
+    tools: Tools | None = None
+    tool_choice: ToolChoice | None = None
     mock: MockDirectives | None = None
 
 
@@ -151,6 +222,19 @@ class DeltaEvent(
     id: str | None = None
 
 
+class ToolCallEvent(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="tool_call", omit_defaults=True
+):
+    """A piece of a tool call the model makes: `call_id` and `name` on its first piece, then fragments of
+    `arguments` (a JSON text once concatenated); `index` tells the calls of one answer apart."""
+
+    index: int
+    arguments: str
+    call_id: str | None = None
+    name: str | None = None
+    id: str | None = None
+
+
 class DoneEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="done", omit_defaults=True):
     """The answer is complete (`outcome` says whether a token budget cut it short)."""
 
@@ -170,10 +254,26 @@ class ErrorEvent(
     id: str | None = None
 
 
-StreamEvent = StartEvent | DeltaEvent | DoneEvent | ErrorEvent
+StreamEvent = StartEvent | DeltaEvent | ToolCallEvent | DoneEvent | ErrorEvent
 
 
 # --- OpenAI responses ---
+
+
+class ChunkFunction(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A piece of a tool call's function: its name on the first piece, fragments of the arguments."""
+
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ChunkToolCall(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A piece of a tool call in a `chat.completion.chunk`; `id` and `type` come on the first piece only."""
+
+    index: int
+    function: ChunkFunction
+    id: str | None = None
+    type: Literal["function"] | None = None
 
 
 class ChunkDelta(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -181,6 +281,7 @@ class ChunkDelta(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
     role: str | None = None
     content: str | None = None
+    tool_calls: list[ChunkToolCall] | None = None
 
 
 class ChunkChoice(msgspec.Struct, frozen=True, kw_only=True):
@@ -204,12 +305,13 @@ class ChatCompletionChunk(msgspec.Struct, frozen=True, kw_only=True):
     usage: UsageInfo | None = None
 
 
-class AssistantMessage(msgspec.Struct, frozen=True, kw_only=True):
-    """The complete answer of a non-streamed completion."""
+class AssistantMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The complete answer of a non-streamed completion (`content` None when it only called tools)."""
 
-    content: str
-    role: Literal["assistant"] = "assistant"
-    refusal: None = None
+    role: Literal["assistant"]
+    content: str | None
+    refusal: None
+    tool_calls: list[ToolCall] | None = None
 
 
 class CompletionChoice(msgspec.Struct, frozen=True, kw_only=True):

@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -53,6 +54,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     openai_models: tuple[str, ...] = ()
     openai_timeout_s: float = 60.0
     openai_max_retries: int = 2
+    openai_models_ttl_s: float = 300.0
     mock_token_delay_ms: int = 0
     heartbeat_interval_s: float = 15.0
     stream_idle_timeout_s: float = 60.0
@@ -68,6 +70,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_prompts: bool = False
     host: str = "127.0.0.1"
     port: int = 8000
+    cors_allow_origins: tuple[str, ...] = ()
+    cors_headers_from_host: bool = False
     cancel_table: str | None = None
     cancel_poll_interval_s: float = 1.0
     lambda_deadline_margin_s: float = 2.0
@@ -103,6 +107,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             openai_models=openai_models,
             openai_timeout_s=env.number("OPENAI_TIMEOUT_S", 60.0, minimum=0.1),
             openai_max_retries=int(env.number("OPENAI_MAX_RETRIES", 2, minimum=0, integer=True)),
+            openai_models_ttl_s=env.number("OPENAI_MODELS_TTL_S", 300.0, minimum=0),
             mock_token_delay_ms=int(env.number("MOCK_TOKEN_DELAY_MS", 0, minimum=0, integer=True)),
             heartbeat_interval_s=env.number("HEARTBEAT_INTERVAL_S", 15.0, minimum=0.01),
             stream_idle_timeout_s=env.number("STREAM_IDLE_TIMEOUT_S", 60.0, minimum=0.01),
@@ -120,10 +125,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             log_prompts=env.flag("LOG_PROMPTS", default=False),
             host=env.text("HOST") or "127.0.0.1",
             port=int(env.number("PORT", 8000, minimum=1, maximum=65535, integer=True)),
+            cors_allow_origins=_origins(env.csv("CORS_ALLOW_ORIGINS")),
+            cors_headers_from_host=env.flag("CORS_HEADERS_FROM_HOST", default=False),
             cancel_table=_table_name(env.text("CANCEL_TABLE")),
             cancel_poll_interval_s=env.number("CANCEL_POLL_INTERVAL_S", 1.0, minimum=0.05, maximum=60),
             lambda_deadline_margin_s=env.number("LAMBDA_DEADLINE_MARGIN_S", 2.0, minimum=0, maximum=60),
         )
+
+
+def _origins(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Browser origins (`https://app.example.com`, `http://localhost:5173`, `*`, `https://*.example.com`).
+
+    An origin has no path: `https://app.example.com/` never matches what a browser sends, so it fails here.
+    """
+    for value in values:
+        if value == "*":
+            continue
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query:
+            raise SettingsError(
+                f"CORS_ALLOW_ORIGINS: {value!r} is not an origin (scheme://host[:port], no path; or *)"
+            )
+    return values
 
 
 def _table_name(value: str) -> str | None:

@@ -37,8 +37,15 @@ class StampingProvider:
     def name(self) -> str:
         return self._inner.name
 
+    @property
+    def forwards_extra(self) -> bool:
+        return self._inner.forwards_extra
+
     def models(self) -> Sequence[str]:
         return self._inner.models()
+
+    async def list_models(self) -> Sequence[str]:
+        return await self._inner.list_models()
 
     async def stream_chat(self, request: ChatRequest) -> AsyncIterator[StreamItem]:
         stamped = False

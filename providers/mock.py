@@ -12,16 +12,35 @@ import itertools
 import random
 import re
 from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+import msgspec
 
 from providers.errors import (
     ProviderAuthError,
+    ProviderBadRequestError,
     ProviderError,
     ProviderRateLimitError,
     ProviderStreamError,
     ProviderTimeoutError,
     ProviderUnavailableError,
 )
-from providers.protocol import ChatMessage, ChatRequest, Finish, MockFault, StreamItem, TextDelta, Usage
+from providers.mock_schema import UnsupportedSchemaError, instance_of
+from providers.protocol import (
+    ChatMessage,
+    ChatRequest,
+    Finish,
+    FinishReason,
+    JsonObjectFormat,
+    JsonSchemaFormat,
+    MockFault,
+    NamedToolChoice,
+    StreamItem,
+    TextDelta,
+    Tool,
+    ToolCallDelta,
+    Usage,
+)
 
 MOCK_MODEL = "mock"
 
@@ -96,15 +115,22 @@ def tokenize(text: str) -> list[str]:
 
 def count_prompt_tokens(messages: Sequence[ChatMessage]) -> int:
     """Approximate prompt tokens the way the mock counts completions, plus per-message overhead."""
-    return sum(len(tokenize(message.content)) + 4 for message in messages)
+    return sum(len(tokenize(message.text)) + 4 for message in messages)
 
 
-def compose_answer(request: ChatRequest) -> str:
-    """The full answer the mock gives for a request: a pure function of the model and messages."""
-    seed_source = "\x1f".join(f"{m.role}\x1e{m.content}" for m in request.messages)
-    digest = hashlib.sha256(f"{request.model}\x1d{seed_source}".encode()).digest()
-    rng = random.Random(digest)  # noqa: S311 - determinism, not security
-    last_user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+def _seeded(request: ChatRequest, choice: int, purpose: str = "") -> random.Random:
+    """The random source of one choice: a pure function of the model, the messages and the choice."""
+    seed_source = "\x1f".join(f"{m.role}\x1e{m.text}" for m in request.messages)
+    # Choice 0 keeps the seed it always had, so that `n` does not change the first answer.
+    suffix = f"\x1c{choice}" if choice else ""
+    digest = hashlib.sha256(f"{request.model}\x1d{seed_source}{suffix}{purpose}".encode()).digest()
+    return random.Random(digest)  # noqa: S311 - determinism, not security
+
+
+def compose_answer(request: ChatRequest, choice: int = 0) -> str:
+    """The full answer the mock gives for a request: a pure function of the model, messages and choice."""
+    rng = _seeded(request, choice)
+    last_user = next((m.text for m in reversed(request.messages) if m.role == "user"), "")
     subject = " ".join(last_user.split()[:8]) or "nothing in particular"
     topic = rng.choice(_TOPICS)
 
@@ -131,8 +157,128 @@ def compose_answer(request: ChatRequest) -> str:
     return "\n\n".join(paragraphs)
 
 
+def answer_to_tool_results(request: ChatRequest) -> str:
+    """The answer once the conversation ends with tool results: each result, quoted, by its function."""
+    names = {call.id: call.function.name for m in request.messages for call in m.tool_calls}
+    results: list[ChatMessage] = []
+    for message in reversed(request.messages):
+        if message.role != "tool":
+            break
+        results.insert(0, message)
+    lines = [f"The {names.get(m.tool_call_id or '', 'tool')} tool returned: {m.text}" for m in results]
+    return "\n".join(lines) + "\n\nThat is the answer, from the tool's own result."
+
+
+def chosen_tool(request: ChatRequest, choice: int = 0) -> Tool | None:
+    """The tool the mock calls, if it calls one: the named one, else one picked from the request.
+
+    A conversation that ends with tool results is answered in text unless a call is required.
+    """
+    tool_choice = request.tool_choice or "auto"
+    if not request.tools or tool_choice == "none":
+        return None
+    if isinstance(tool_choice, NamedToolChoice):
+        return next(tool for tool in request.tools if tool.function.name == tool_choice.function.name)
+    if tool_choice == "auto" and request.messages[-1].role == "tool":
+        return None
+    return _seeded(request, choice, "\x1btool").choice(request.tools)
+
+
+def tool_call_arguments(request: ChatRequest, tool: Tool, choice: int = 0) -> str:
+    """The arguments of a call to `tool`: a JSON text valid against the function's parameters."""
+    schema = tool.function.parameters or {"type": "object", "properties": {}}
+    rng = _seeded(request, choice, f"\x1bargs\x1b{tool.function.name}")
+    value = _instance(schema, rng, f"the parameters of tool {tool.function.name!r}")
+    return msgspec.json.encode(value).decode()
+
+
+def structured_answer(request: ChatRequest, choice: int = 0) -> str | None:
+    """A JSON document for `response_format` `json_schema` (valid against it) or `json_object`."""
+    response_format = request.response_format
+    rng = _seeded(request, choice, "\x1bjson")
+    if isinstance(response_format, JsonSchemaFormat):
+        spec = response_format.json_schema
+        value = _instance(spec.json_schema or {}, rng, f"the response_format schema {spec.name!r}")
+        return msgspec.json.encode(value).decode()
+    if isinstance(response_format, JsonObjectFormat):
+        return msgspec.json.encode({"answer": compose_answer(request, choice).split("\n", 1)[0]}).decode()
+    return None
+
+
+def _instance(schema: dict[str, Any], rng: random.Random, what: str) -> Any:
+    try:
+        return instance_of(schema, rng, words=_WORDS)
+    except UnsupportedSchemaError as exc:
+        raise ProviderBadRequestError(f"the mock cannot generate a value for {what}: {exc}") from None
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """`text` up to (not including) the first occurrence of any stop sequence."""
+    cut = min((index for index in (text.find(s) for s in stop if s) if index >= 0), default=len(text))
+    return text[:cut]
+
+
+def _fragments(text: str, size: int = 8) -> list[str]:
+    """A JSON text in small pieces, as a model streams arguments (`tokenize` is made for prose)."""
+    return [text[start : start + size] for start in range(0, len(text), size)] or [""]
+
+
+class _Choice:
+    """One choice's items, lazily: its deltas, and whether a token budget cut it."""
+
+    def __init__(self, request: ChatRequest, index: int, repeat: int) -> None:
+        self.index = index
+        self.truncated = False
+        self.count = 0
+        limit = request.max_tokens
+        tool = chosen_tool(request, index)
+        if tool is not None:
+            call_id = "call_" + _seeded(request, index, "\x1bid").randbytes(12).hex()
+            arguments = tool_call_arguments(request, tool, index)
+            pieces: Iterator[TextDelta | ToolCallDelta] = (
+                ToolCallDelta(
+                    index=0,
+                    id=call_id if position == 0 else None,
+                    name=tool.function.name if position == 0 else None,
+                    arguments=fragment,
+                    choice=index,
+                )
+                for position, fragment in enumerate(_fragments(arguments))
+            )
+            self.reason: FinishReason = "tool_calls"
+            total = len(_fragments(arguments))
+        else:
+            if request.messages[-1].role == "tool":
+                tokens = tokenize(answer_to_tool_results(request))
+            else:
+                structured = structured_answer(request, index)
+                tokens = (
+                    _fragments(structured)
+                    if structured is not None
+                    else tokenize(compose_answer(request, index))
+                )
+            text_tokens = tokens
+            if request.stop:
+                text_tokens = tokenize(cut_at_stop("".join(tokens), request.stop))
+                repeat = 1 if len(text_tokens) < len(tokens) else repeat
+            # The answer `repeat` times over, separated by a blank line: counted, never built, so that a long
+            # stream costs the same memory as a short one and each token O(1).
+            total = len(text_tokens) * repeat + (repeat - 1)
+            pieces = (TextDelta(token, index) for token in _repeated(text_tokens, repeat))
+            self.reason = "stop"
+        if limit is not None and limit < total:
+            self.truncated = True
+            self.reason = "length"
+            total = limit
+        self.items = itertools.islice(pieces, total)
+
+
 class MockProvider:
-    """Streams a deterministic, realistic answer with configurable pacing and injectable faults."""
+    """Streams a deterministic, realistic answer with configurable pacing and injectable faults.
+
+    It acts on tools (it calls one, with arguments valid against its schema, and answers tool results),
+    `response_format` (a JSON document valid against the schema), `stop`, `max_tokens` and `n`.
+    """
 
     def __init__(self, *, token_delay_s: float = 0.0) -> None:
         if token_delay_s < 0:
@@ -145,40 +291,58 @@ class MockProvider:
     def name(self) -> str:
         return "mock"
 
+    @property
+    def forwards_extra(self) -> bool:
+        return False
+
     def models(self) -> Sequence[str]:
         return (MOCK_MODEL,)
+
+    async def list_models(self) -> Sequence[str]:
+        return self.models()
 
     async def stream_chat(self, request: ChatRequest) -> AsyncIterator[StreamItem]:
         directives = request.mock
         delay_s = self._token_delay_s
         if directives is not None and directives.delay_ms is not None:
             delay_s = directives.delay_ms / 1000
-        once = tokenize(compose_answer(request))
         repeat = directives.repeat if directives is not None and directives.repeat is not None else 1
-        # The answer `repeat` times over, separated by a blank line: counted, never built, so that a long
-        # stream costs the same memory as a short one and each token O(1).
-        total = len(once) * repeat + (repeat - 1)
         self.active_streams += 1
         try:
             if directives is not None and directives.stall_ms:
                 await asyncio.sleep(directives.stall_ms / 1000)
             if directives is not None and directives.error is not None:
                 raise _fault(directives.error)
+            choices = [_Choice(request, index, repeat) for index in range(request.n)]
             fail_after = directives.fail_after if directives is not None else None
-            limit = total if request.max_tokens is None else min(total, request.max_tokens)
-            for index, token in enumerate(itertools.islice(_repeated(once, repeat), limit)):
-                if index == fail_after:
-                    raise ProviderStreamError(f"mock failure injected after {fail_after} deltas")
-                # Always suspend, even at zero delay: a generator that never awaits cannot be cancelled
-                # and would starve every other stream on the event loop.
-                await asyncio.sleep(delay_s)
-                self.tokens_emitted += 1
-                yield TextDelta(token)
+            emitted = 0
+            running = list(choices)
+            last = choices[-1]
+            while running:
+                # Round robin over the choices still running, as OpenAI interleaves them.
+                for current in list(running):
+                    item = next(current.items, None)
+                    if item is None:
+                        running.remove(current)
+                        if running:  # the last choice's `Finish` comes below, with the usage
+                            await asyncio.sleep(0)
+                            yield Finish(reason=current.reason, choice=current.index)
+                        last = current
+                        continue
+                    if emitted == fail_after:
+                        raise ProviderStreamError(f"mock failure injected after {fail_after} deltas")
+                    # Always suspend, even at zero delay: a generator that never awaits cannot be cancelled
+                    # and would starve every other stream on the event loop.
+                    await asyncio.sleep(delay_s)
+                    emitted += 1
+                    current.count += 1
+                    self.tokens_emitted += 1
+                    yield item
             if fail_after is not None:
                 # Asked to fail after more deltas than the answer has: fail where `Finish` would be.
                 raise ProviderStreamError(f"mock failure injected after {fail_after} deltas")
-            usage = Usage(prompt_tokens=count_prompt_tokens(request.messages), completion_tokens=limit)
-            yield Finish(reason="length" if limit < total else "stop", usage=usage)
+            usage = Usage(prompt_tokens=count_prompt_tokens(request.messages), completion_tokens=emitted)
+            yield Finish(reason=last.reason, usage=usage, choice=last.index)
         finally:
             self.active_streams -= 1
 

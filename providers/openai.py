@@ -13,8 +13,10 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Final
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
 
 from providers.errors import (
     ProviderAuthError,
@@ -26,21 +28,24 @@ from providers.errors import (
     ProviderTimeoutError,
     ProviderUnavailableError,
 )
-from providers.protocol import ChatMessage, ChatRequest, Finish, FinishReason, StreamItem, TextDelta, Usage
+from providers.protocol import ChatRequest, Finish, FinishReason, StreamItem, TextDelta, ToolCallDelta, Usage
 
 if TYPE_CHECKING:
     import httpx2
     from openai import APIError, AsyncStream
-    from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
+    from openai.types.chat import ChatCompletionChunk
+    from openai.types.chat.chat_completion_chunk import ChoiceDelta
 
 logger = logging.getLogger(__name__)
 
-# `tool_calls` and the deprecated `function_call` cannot happen (we send no tools); if a compatible
-# server reports them anyway, the text that did arrive is a complete answer.
+# The deprecated `function_call` cannot happen (we send no `functions` of our own; a client's are forwarded
+# and answered as `tool_calls` by current servers); an unknown reason ends a complete answer.
 _FINISH_REASONS: Final[Mapping[str, FinishReason]] = {
     "stop": "stop",
     "length": "length",
     "content_filter": "content_filter",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
 }
 _MAX_DETAIL_CHARS: Final = 160
 _MIN_SECRET_CHARS: Final = 8
@@ -60,6 +65,7 @@ class OpenAIProvider:
         max_retries: int = 2,
         retry_backoff_s: float = 0.25,
         max_retry_wait_s: float = 4.0,
+        models_ttl_s: float = 300.0,
         http_client: httpx2.AsyncClient | None = None,
     ) -> None:
         if not api_key:
@@ -78,6 +84,10 @@ class OpenAIProvider:
 
         self._api_key = api_key
         self._models = tuple(models)
+        self._models_ttl_s = models_ttl_s
+        self._listed: tuple[str, ...] | None = None
+        self._listed_until = 0.0
+        self._listing = asyncio.Lock()
         self._max_retries = max_retries
         self._retry_backoff_s = retry_backoff_s
         self._max_retry_wait_s = max_retry_wait_s
@@ -97,6 +107,10 @@ class OpenAIProvider:
     def name(self) -> str:
         return "openai"
 
+    @property
+    def forwards_extra(self) -> bool:
+        return True
+
     def models(self) -> Sequence[str]:
         return self._models
 
@@ -109,7 +123,9 @@ class OpenAIProvider:
         # stops costing upstream tokens at once.
         async with stream:
             started = False
-            finish_reason: str | None = None
+            # Finish reasons by choice; each choice's `Finish` is yielded when it arrives, but the last one
+            # waits for the usage, which comes in a chunk of its own after every choice has finished.
+            finished: dict[int, FinishReason] = {}
             usage: Usage | None = None
             try:
                 async for chunk in stream:
@@ -118,30 +134,59 @@ class OpenAIProvider:
                             prompt_tokens=chunk.usage.prompt_tokens,
                             completion_tokens=chunk.usage.completion_tokens,
                         )
-                    # We ask for one choice; a server that leaves out `index` means that one.
                     for choice in chunk.choices or ():
-                        if choice.index:
+                        # A compatible server that leaves out `index` means the one choice.
+                        index = choice.index or 0
+                        if index >= request.n or index in finished:
                             continue
-                        if choice.finish_reason is not None:
-                            finish_reason = choice.finish_reason
                         # The SDK builds chunks without validation: compatible servers may omit `delta`
                         # on the finish chunk, and then it is None despite its type.
                         delta = choice.delta
-                        text = delta.content if delta is not None else None
-                        if text:
-                            # One network read can hold many events, which the SDK decodes without
-                            # suspending; the checkpoint keeps every item a point where we can be cancelled.
-                            await asyncio.sleep(0)
-                            started = True
-                            yield TextDelta(text)
+                        if delta is not None:
+                            for item in _delta_items(delta, index):
+                                # One network read can hold many events, which the SDK decodes without
+                                # suspending; the checkpoint keeps every item a point where we can be
+                                # cancelled.
+                                await asyncio.sleep(0)
+                                started = True
+                                yield item
+                        if choice.finish_reason is not None:
+                            reason = _FINISH_REASONS.get(choice.finish_reason, "stop")
+                            finished[index] = reason
+                            if len(finished) < request.n:
+                                yield Finish(reason=reason, choice=index)
             except (openai.APIError, json.JSONDecodeError) as exc:
                 raise self._mid_stream_error(exc, started=started) from exc
-            if finish_reason is None:
+            if len(finished) < request.n:
                 message = "OpenAI upstream ended the stream before the answer finished"
                 raise ProviderStreamError(message) if started else ProviderUnavailableError(message)
             # Same reason: the finish and usage often arrive in the read that carried the last delta.
             await asyncio.sleep(0)
-            yield Finish(reason=_FINISH_REASONS.get(finish_reason, "stop"), usage=usage)
+            last = next(reversed(finished))
+            yield Finish(reason=finished[last], usage=usage, choice=last)
+
+    async def list_models(self) -> Sequence[str]:
+        """`OPENAI_MODELS`, else the upstream's own list, fetched at most once per `models_ttl_s`."""
+        if self._models:
+            return self._models
+        now = time.monotonic()
+        if self._listed is not None and now < self._listed_until:
+            return self._listed
+        async with self._listing:
+            if self._listed is not None and time.monotonic() < self._listed_until:
+                return self._listed
+            import openai
+
+            try:
+                page = await self._client.models.list()
+                listed = tuple(sorted(model.id for model in page.data))
+            except openai.APIError as exc:
+                logger.warning("OpenAI upstream did not list its models (%s)", _describe(exc))
+                # Not cached: the next request asks again. An empty list says "the configured default".
+                return ()
+            self._listed = listed
+            self._listed_until = time.monotonic() + self._models_ttl_s
+            return listed
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -150,7 +195,15 @@ class OpenAIProvider:
         """Send the request and return the open stream, retrying failures that happen before any token."""
         import openai
 
-        messages = [_to_message(message) for message in request.messages]
+        # Our messages, tools and formats have OpenAI's wire shape already.
+        messages: Any = msgspec.to_builtins(request.messages)
+        # `max_tokens`, which every compatible server knows, unless the client chose the newer name (which
+        # reasoning models require): then that, as sent, in `extra`.
+        max_tokens = request.max_tokens
+        if max_tokens is None or "max_completion_tokens" in request.extra:
+            max_tokens_arg: Any = openai.omit
+        else:
+            max_tokens_arg = max_tokens
         attempt = 0
         while True:
             try:
@@ -159,13 +212,19 @@ class OpenAIProvider:
                     messages=messages,
                     stream=True,
                     stream_options={"include_usage": True},
-                    # `max_tokens`, not `max_completion_tokens`: every compatible server knows it.
-                    max_tokens=openai.omit if request.max_tokens is None else request.max_tokens,
+                    max_tokens=max_tokens_arg,
                     temperature=openai.omit if request.temperature is None else request.temperature,
                     top_p=openai.omit if request.top_p is None else request.top_p,
                     stop=list(request.stop) if request.stop else openai.omit,
                     seed=openai.omit if request.seed is None else request.seed,
                     user=openai.omit if request.user is None else request.user,
+                    n=openai.omit if request.n == 1 else request.n,
+                    tools=msgspec.to_builtins(request.tools) if request.tools else openai.omit,
+                    tool_choice=_builtins_or_omit(request.tool_choice),
+                    parallel_tool_calls=_builtins_or_omit(request.parallel_tool_calls),
+                    response_format=_builtins_or_omit(request.response_format),
+                    # Everything else the client sent, as sent: the upstream validates it.
+                    extra_body=request.extra or None,
                 )
             except openai.APIError as exc:
                 delay_s = self._retry_delay_s(exc, attempt)
@@ -297,12 +356,23 @@ def _describe(exc: APIError) -> str:
     return type(exc).__name__
 
 
-def _to_message(message: ChatMessage) -> ChatCompletionMessageParam:
-    # One branch per role: the SDK types each role's message as its own TypedDict.
-    if message.role == "system":
-        return {"role": "system", "content": message.content}
-    if message.role == "developer":
-        return {"role": "developer", "content": message.content}
-    if message.role == "assistant":
-        return {"role": "assistant", "content": message.content}
-    return {"role": "user", "content": message.content}
+def _builtins_or_omit(value: object) -> Any:
+    """A typed request value as the SDK takes it, or the SDK's marker for a field left out."""
+    import openai
+
+    return openai.omit if value is None else msgspec.to_builtins(value)
+
+
+def _delta_items(delta: ChoiceDelta, choice: int) -> Iterator[TextDelta | ToolCallDelta]:
+    """Our items for one choice's delta: its text, then its tool call pieces."""
+    if delta.content:
+        yield TextDelta(delta.content, choice)
+    for call in delta.tool_calls or ():
+        function = call.function
+        yield ToolCallDelta(
+            index=call.index,
+            id=call.id or None,
+            name=(function.name or None) if function is not None else None,
+            arguments=(function.arguments or "") if function is not None else "",
+            choice=choice,
+        )

@@ -25,9 +25,25 @@ from app.errors import (
     from_validation_error,
 )
 from app.http.disconnect import ClientGoneError
-from app.schemas import Message
+from app.schemas import AssistantTurn, ChatCompletionRequest, Message, ToolResult, role_of
 from app.stream.services import Services
-from providers.protocol import ChatMessage, ChatRequest, MockDirectives
+from providers.protocol import (
+    AudioPart,
+    ChatMessage,
+    ChatRequest,
+    ContentPart,
+    FilePart,
+    FunctionCall,
+    ImagePart,
+    MockDirectives,
+    NamedToolChoice,
+    RefusalPart,
+    ResponseFormat,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolChoice,
+)
 
 T = TypeVar("T")
 _INTEGER = re.compile(r"-?[0-9]+")
@@ -195,6 +211,111 @@ def query_int(params: Mapping[str, str], name: str) -> int | None:
     return value
 
 
+# Chat Completions fields OpenAI documents that this service does not type: forwarded to an OpenAI-compatible
+# upstream like every field, and accepted (and ignored) by a provider without one, which refuses only names
+# that are not OpenAI's. (Typed fields are `ChatCompletionRequest`'s own.)
+OPENAI_UNTYPED_FIELDS: Final = frozenset(
+    {
+        "audio",
+        "function_call",
+        "functions",
+        "modalities",
+        "prediction",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "reasoning_effort",
+        "safety_identifier",
+        "service_tier",
+        "verbosity",
+        "web_search_options",
+    }
+)
+# What `build_chat_request` maps into `ChatRequest` fields; every other field of the body is `extra`.
+_MAPPED_FIELDS: Final = frozenset(
+    {
+        "messages",
+        "model",
+        "stream",
+        "stream_options",
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "n",
+        "stop",
+        "seed",
+        "user",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "mock",
+    }
+)
+_TYPED_FIELDS: Final = frozenset(ChatCompletionRequest.__struct_fields__)
+_raw_fields = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+def chat_extra(raw_body: bytes, *, forwarded: bool) -> dict[str, Any]:
+    """The fields of a (valid) chat completion body that are not mapped to `ChatRequest` fields, as sent.
+
+    Unless an upstream gets them (`forwarded`), a field OpenAI does not document is refused by name, as a
+    typo must be: nobody else would tell the client.
+    """
+    extra: dict[str, Any] = {}
+    for name, value in _raw_fields.decode(raw_body).items():
+        if name in _MAPPED_FIELDS:
+            continue
+        if not forwarded and name not in _TYPED_FIELDS and name not in OPENAI_UNTYPED_FIELDS:
+            raise INVALID_REQUEST(f"unknown field `{name}`", param=name)
+        extra[name] = msgspec.json.decode(value)
+    return extra
+
+
+def to_chat_message(message: Message, index: int) -> ChatMessage:
+    """A provider message for a decoded wire message, refusing part kinds its role cannot carry."""
+    where = f"messages[{index}]"
+    role = role_of(message)
+    content = message.content
+    parts: tuple[ContentPart, ...] | str | None
+    if isinstance(content, list):
+        allowed = _PARTS_BY_ROLE[role]
+        for position, part in enumerate(content):
+            if not isinstance(part, allowed):
+                kind = type(part).__struct_config__.tag
+                raise INVALID_REQUEST(
+                    f"a {role} message cannot carry a {kind!r} content part",
+                    param=f"{where}.content[{position}]",
+                )
+        parts = tuple(content)
+    else:
+        parts = content
+    if isinstance(message, AssistantTurn):
+        tool_calls = tuple(
+            ToolCall(call.id, FunctionCall(call.function.name, call.function.arguments))
+            for call in message.tool_calls or ()
+        )
+        if message.refusal is not None and not parts:
+            parts = (RefusalPart(message.refusal),)
+        if parts is None and not tool_calls:
+            raise INVALID_REQUEST(
+                "an assistant message needs `content` or `tool_calls`", param=f"{where}.content"
+            )
+        return ChatMessage(role="assistant", content=parts, name=message.name, tool_calls=tool_calls)
+    if isinstance(message, ToolResult):
+        return ChatMessage(role="tool", content=parts, tool_call_id=message.tool_call_id)
+    return ChatMessage(role=role, content=parts, name=message.name)
+
+
+_TEXT_ONLY: Final = (TextPart,)
+_PARTS_BY_ROLE: Final[Mapping[str, tuple[type, ...]]] = {
+    "system": _TEXT_ONLY,
+    "developer": _TEXT_ONLY,
+    "tool": _TEXT_ONLY,
+    "user": (TextPart, ImagePart, AudioPart, FilePart),
+    "assistant": (TextPart, RefusalPart),
+}
+
+
 def build_chat_request(
     services: Services,
     *,
@@ -207,6 +328,12 @@ def build_chat_request(
     stop: str | Sequence[str] | None = None,
     seed: int | None = None,
     user: str | None = None,
+    n: int | None = None,
+    tools: Sequence[Tool] | None = None,
+    tool_choice: ToolChoice | None = None,
+    parallel_tool_calls: bool | None = None,
+    response_format: ResponseFormat | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> ChatRequest:
     """Apply defaults and server limits, and check the model is served."""
     settings, provider = services.settings, services.provider
@@ -221,14 +348,28 @@ def build_chat_request(
             f"max_tokens={max_tokens} exceeds this server's limit of {settings.max_tokens_limit}",
             param="max_tokens",
         )
+    tool_names = {tool.function.name for tool in tools or ()}
+    if isinstance(tool_choice, NamedToolChoice) and tool_choice.function.name not in tool_names:
+        raise INVALID_REQUEST(
+            f"tool_choice names the function {tool_choice.function.name!r}, which is not one of `tools`",
+            param="tool_choice",
+        )
+    if tool_choice in ("auto", "required") and not tool_names:
+        raise INVALID_REQUEST(f"tool_choice={tool_choice!r} needs `tools`", param="tool_choice")
     return ChatRequest(
         model=model_id,
-        messages=tuple(ChatMessage(role=m.role, content=m.text()) for m in messages),
+        messages=tuple(to_chat_message(message, index) for index, message in enumerate(messages)),
         max_tokens=max_tokens,
         temperature=temperature,
         top_p=top_p,
         stop=(stop,) if isinstance(stop, str) else tuple(stop or ()),
         seed=seed,
         user=user,
+        n=n or 1,
+        tools=tuple(tools or ()),
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel_tool_calls,
+        response_format=response_format,
+        extra=extra or {},
         mock=mock,
     )

@@ -15,9 +15,9 @@ from app.errors import INVALID_REQUEST, STREAM_NOT_FOUND
 from app.http.auth import request_owner
 from app.http.disconnect import unless_gone
 from app.http.openapi import openapi_document
-from app.http.origins import refuse_cross_origin
 from app.http.requests import (
     build_chat_request,
+    chat_extra,
     check_query_encoding,
     check_query_names,
     decode_json_body,
@@ -25,7 +25,7 @@ from app.http.requests import (
     query_int,
 )
 from app.http.responses import EventStreamResponse
-from app.http.state import services_of
+from app.http.state import origins_of, services_of
 from app.schemas import (
     CancelAccepted,
     ChatCompletionRequest,
@@ -34,6 +34,7 @@ from app.schemas import (
     ModelCard,
     ModelList,
     StreamRequest,
+    UserMessage,
 )
 from app.stream.consumer import OpenStream, collect, open_stream
 from app.stream.dialects.native import NativeDialect
@@ -41,7 +42,7 @@ from app.stream.dialects.openai_chat import CompletionDialect, OpenAIChatDialect
 from app.stream.limits import host_deadline
 from app.stream.services import Services, open_session
 from app.stream.session import StreamSession
-from providers.protocol import ChatRequest, MockDirectives
+from providers.protocol import ChatRequest, MockDirectives, Tool, ToolChoice
 
 _chat_decoder = msgspec.json.Decoder(ChatCompletionRequest)
 _stream_decoder = msgspec.json.Decoder(StreamRequest)
@@ -81,7 +82,7 @@ async def healthz(state: State) -> Health:
 @get("/v1/models", tags=["openai"], summary="List the models this service can stream from")
 async def list_models(state: State) -> ModelList:
     services = services_of(state)
-    served = services.provider.models() or (services.settings.default_model,)
+    served = await services.provider.list_models() or (services.settings.default_model,)
     owner = services.provider.name
     return ModelList(data=[ModelCard(id=m, created=services.started, owned_by=owner) for m in served])
 
@@ -101,6 +102,13 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
         stop=body.stop,
         seed=body.seed,
         user=body.user,
+        n=body.n,
+        tools=body.tools,
+        tool_choice=body.tool_choice,
+        parallel_tool_calls=body.parallel_tool_calls,
+        response_format=body.response_format,
+        # The body is read by now; Litestar keeps it.
+        extra=chat_extra(await request.body(), forwarded=services.provider.forwards_extra),
     )
     stream = await _open(services, request, chat, "chat.completions")
     session = stream.session
@@ -122,6 +130,8 @@ async def _native_response(
     model: str | None,
     max_tokens: int | None,
     mock: MockDirectives | None,
+    tools: list[Tool] | None = None,
+    tool_choice: ToolChoice | None = None,
 ) -> EventStreamResponse:
     chat = build_chat_request(
         services,
@@ -129,6 +139,8 @@ async def _native_response(
         model=model,
         max_tokens=max_tokens,
         mock=mock,
+        tools=tools,
+        tool_choice=tool_choice,
     )
     stream = await _open(services, request, chat, "stream")
     return EventStreamResponse(stream, NativeDialect(stream.session), headers=_stream_headers(stream.session))
@@ -145,7 +157,8 @@ async def stream(request: Request[Any, Any, Any], state: State) -> EventStreamRe
 
 
 async def _stream_from_query(request: Request[Any, Any, Any], state: State) -> EventStreamResponse:
-    refuse_cross_origin(request)  # a GET needs no CORS preflight: any page could start a stream
+    # A GET needs no CORS preflight: any page could start a stream.
+    origins_of(state).refuse_disallowed(request)
     check_query_encoding(request.scope["query_string"])
     params = request.query_params
     check_query_names(params.keys(), _STREAM_QUERY)
@@ -157,7 +170,7 @@ async def _stream_from_query(request: Request[Any, Any, Any], state: State) -> E
     return await _native_response(
         services_of(state),
         request,
-        [Message(role="user", content=prompt)],
+        [UserMessage(content=prompt)],
         params.get("model") or None,
         query_int(params, "max_tokens"),
         decode_mock_query(params.get("mock")),
@@ -169,7 +182,9 @@ async def _stream_from_body(request: Request[Any, Any, Any], state: State) -> Ev
     body = await decode_json_body(
         request, _stream_decoder, timeout_s=services.settings.request_body_timeout_s
     )
-    return await _native_response(services, request, body.messages, body.model, body.max_tokens, body.mock)
+    return await _native_response(
+        services, request, body.messages, body.model, body.max_tokens, body.mock, body.tools, body.tool_choice
+    )
 
 
 @post("/v1/streams/{stream_id:str}/cancel", status_code=202, tags=["stream"], summary="Stop a running stream")

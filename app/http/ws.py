@@ -31,17 +31,17 @@ from app.errors import (
     cancelled_error,
 )
 from app.http.auth import bearer_token, key_matches, owner_of, unauthorized
-from app.http.origins import cross_origin
+from app.http.origins import OriginPolicy
 from app.http.requests import build_chat_request, decode_json
-from app.http.state import services_of
+from app.http.state import origins_of, services_of
 from app.logs import log_event
-from app.schemas import ErrorEvent, Messages, ModelId, PositiveInt
+from app.schemas import ErrorEvent, Messages, ModelId, PositiveInt, Tools
 from app.stream.consumer import frames, open_stream
 from app.stream.dialects.websocket import WebSocketDialect, message
 from app.stream.limits import host_deadline
 from app.stream.services import Services, open_session
 from app.stream.session import StreamSession
-from providers.protocol import MockDirectives
+from providers.protocol import MockDirectives, ToolChoice
 
 # 4000 + the HTTP status, the convention Litestar itself uses for application close codes.
 CLOSE_UNAUTHORIZED: Final = 4401
@@ -61,6 +61,8 @@ class PromptMessage(
     messages: Messages
     model: ModelId | None = None
     max_tokens: PositiveInt | None = None
+    tools: Tools | None = None
+    tool_choice: ToolChoice | None = None
     mock: MockDirectives | None = None
 
 
@@ -121,9 +123,10 @@ def _unauthorized(reason: str) -> _Refused:
 class _SocketSession:
     """One WebSocket: reads client messages in order and runs each prompt in its own task."""
 
-    def __init__(self, socket: WebSocket[Any, Any, Any], services: Services) -> None:
+    def __init__(self, socket: WebSocket[Any, Any, Any], services: Services, origins: OriginPolicy) -> None:
         self._socket = socket
         self._services = services
+        self._origins = origins
         self._send_lock = asyncio.Lock()
         self._prompts: dict[str, asyncio.Task[None]] = {}
         self._owner: str | None = None  # the key's digest, once authenticated (keys on)
@@ -132,7 +135,7 @@ class _SocketSession:
         await self._socket.accept()
         try:
             headers = self._socket.headers
-            if cross_origin(headers.get("origin"), headers.get("host")):
+            if not self._origins.allows(headers.get("origin"), headers.get("host")):
                 reason = "cross-origin WebSocket refused"
                 raise _Refused(reason, code=CLOSE_FORBIDDEN, error=CROSS_ORIGIN(reason))
             await self._authenticate()
@@ -220,6 +223,8 @@ class _SocketSession:
                 model=message.model,
                 max_tokens=message.max_tokens,
                 mock=message.mock,
+                tools=message.tools,
+                tool_choice=message.tool_choice,
             )
         except ApiError as exc:
             await self._send_error(exc, prompt_id)
@@ -282,4 +287,4 @@ class _SocketSession:
 @websocket("/v1/ws", name="stream_socket")
 async def stream_socket(socket: WebSocket[Any, Any, Any], state: State) -> None:
     """`WS /v1/ws`: prompts and cancels in, `start`/`delta`/`done`/`error` out, matched by `id`."""
-    await _SocketSession(socket, services_of(state)).run()
+    await _SocketSession(socket, services_of(state), origins_of(state)).run()

@@ -38,7 +38,8 @@ def open_session(
     """
     settings = services.settings
     limits = StreamLimits(
-        max_tokens=chat.max_tokens or settings.max_tokens_limit,
+        # Per choice: `n` choices may produce `n` times as many tokens.
+        max_tokens=(chat.max_tokens or settings.max_tokens_limit) * chat.n,
         idle_timeout_s=settings.stream_idle_timeout_s,
         deadline_s=settings.stream_deadline_s,
         heartbeat_s=settings.heartbeat_interval_s,
@@ -51,7 +52,7 @@ def open_session(
             "stream_prompt",
             logging.INFO,
             request_id=stream_id,
-            messages=[{"role": m.role, "content": m.content} for m in chat.messages],
+            messages=[{"role": m.role, "content": m.text} for m in chat.messages],
         )
     return StreamSession(
         provider=services.provider,

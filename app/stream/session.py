@@ -23,7 +23,16 @@ from app.stream.cancel import CancelRegistry
 from app.stream.channel import Channel
 from app.stream.limits import StreamLimits
 from providers.errors import ProviderError
-from providers.protocol import ChatRequest, Finish, FinishReason, Provider, StreamItem, TextDelta, Usage
+from providers.protocol import (
+    ChatRequest,
+    Finish,
+    FinishReason,
+    Provider,
+    StreamItem,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 
 _QUEUE_SIZE: Final = 64
 
@@ -67,7 +76,8 @@ class Failed:
     outcome: Outcome
 
 
-SessionEvent = TextDelta | Heartbeat | Completed | Failed
+# A `Finish` is an event only when one of several choices ends before the last; the last ends as `Completed`.
+SessionEvent = TextDelta | ToolCallDelta | Finish | Heartbeat | Completed | Failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +177,7 @@ class StreamSession:
         # heartbeat timers later, so the alarm is re-armed when it fires early, not once per token.
         alarm: asyncio.TimerHandle | None = None
         items = queue.items
+        choices_left = self.request.n
         outcome = Outcome.CANCELLED
         await self._cancels.register(self.stream_id, self._owner)
         pump = asyncio.create_task(self._pump(), name=f"provider-{self.stream_id}")
@@ -209,7 +220,7 @@ class StreamSession:
                         outcome = Outcome.CANCELLED
                         yield Failed(cancelled_error(), outcome)
                         return
-                if isinstance(item, TextDelta):
+                if isinstance(item, TextDelta) or isinstance(item, ToolCallDelta):  # noqa: SIM101 - the hot path
                     if self.deltas >= max_tokens:
                         # The provider went past max_tokens (or ignores it): the budget is ours to enforce.
                         outcome = Outcome.MAX_TOKENS
@@ -222,6 +233,10 @@ class StreamSession:
                     heartbeat_at = now + heartbeat_s
                     yield item
                 elif isinstance(item, Finish):
+                    choices_left -= 1
+                    if choices_left > 0:
+                        yield item  # one choice ended; the others go on
+                        continue
                     self.usage = item.usage
                     outcome = Outcome.MAX_TOKENS if item.reason == "length" else Outcome.COMPLETED
                     yield Completed(item.reason, item.usage, outcome)

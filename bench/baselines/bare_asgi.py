@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from app.http.requests import to_chat_message
 from app.schemas import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -74,7 +75,7 @@ def create_bare_app(provider: Provider, *, default_model: str = "mock") -> ASGIA
             chat = _chat_decoder.decode(body)
             request = ChatRequest(
                 model=chat.model or default_model,
-                messages=tuple(ChatMessage(role=m.role, content=m.text()) for m in chat.messages),
+                messages=tuple(to_chat_message(m, i) for i, m in enumerate(chat.messages)),
                 max_tokens=chat.max_tokens,
                 mock=chat.mock,
             )
@@ -126,6 +127,6 @@ async def _openai(provider: Provider, request: ChatRequest, send: Any) -> None:
     async for item in provider.stream_chat(request):
         if isinstance(item, TextDelta):
             frame = chunk(ChunkDelta(content=item.text))
-        else:
+        elif isinstance(item, Finish):
             frame = chunk(ChunkDelta(), item.reason) + sse.OPENAI_DONE
         await send({"type": "http.response.body", "body": frame, "more_body": True})

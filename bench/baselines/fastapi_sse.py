@@ -14,6 +14,7 @@ import msgspec
 from fastapi import FastAPI, Request
 from sse_starlette import EventSourceResponse
 
+from app.http.requests import to_chat_message
 from app.schemas import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -61,7 +62,7 @@ def create_fastapi_app(provider: Provider, *, default_model: str = "mock") -> Fa
         chat = _chat_decoder.decode(await raw.body())
         request = ChatRequest(
             model=chat.model or default_model,
-            messages=tuple(ChatMessage(role=m.role, content=m.text()) for m in chat.messages),
+            messages=tuple(to_chat_message(m, i) for i, m in enumerate(chat.messages)),
             max_tokens=chat.max_tokens,
             mock=chat.mock,
         )
@@ -112,6 +113,6 @@ async def _openai(provider: Provider, request: ChatRequest) -> AsyncIterator[dic
     async for item in provider.stream_chat(request):
         if isinstance(item, TextDelta):
             yield chunk(ChunkDelta(content=item.text))
-        else:
+        elif isinstance(item, Finish):
             yield chunk(ChunkDelta(), item.reason)
             yield {"data": "[DONE]"}

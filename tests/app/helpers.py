@@ -7,7 +7,16 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from providers.mock import MOCK_MODEL, compose_answer, count_prompt_tokens, tokenize
-from providers.protocol import ChatMessage, ChatRequest, Finish, FinishReason, StreamItem, TextDelta, Usage
+from providers.protocol import (
+    ChatMessage,
+    ChatRequest,
+    Finish,
+    FinishReason,
+    StreamItem,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 
 
 def user(prompt: str) -> list[dict[str, str]]:
@@ -49,7 +58,7 @@ class Forever:
     delta: TextDelta
 
 
-Step = TextDelta | Finish | Exception | WaitFor | Hang | Forever
+Step = TextDelta | ToolCallDelta | Finish | Exception | WaitFor | Hang | Forever
 
 
 class ScriptedProvider:
@@ -70,7 +79,14 @@ class ScriptedProvider:
     def name(self) -> str:
         return self._name
 
+    @property
+    def forwards_extra(self) -> bool:
+        return False
+
     def models(self) -> Sequence[str]:
+        return self._models
+
+    async def list_models(self) -> Sequence[str]:
         return self._models
 
     async def stream_chat(self, request: ChatRequest) -> AsyncIterator[StreamItem]:

@@ -65,7 +65,7 @@ def test_the_model_not_found_error_points_at_the_model() -> None:
         (b'{"messages": [{"role": "wizard", "content": "x"}]}', "messages[0].role"),
         (b'{"messages": [{"role": "user"}]}', "messages[0].content"),
         (b"{}", "messages"),
-        (b'{"messages": [{"role": "user", "content": "x"}], "bogus": 1}', "bogus"),
+        (b'{"messages": [{"role": "user", "content": "x", "bogus": 1}]}', "messages[0].bogus"),
         (b'{"messages": [{"role": "user", "content": "x"}], "mock": {"bogus": 1}}', "mock.bogus"),
         (b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": -1}', "max_tokens"),
         (b"[]", None),

@@ -54,7 +54,7 @@ def test_the_lifespan_closes_the_provider(make_app: AppFactory) -> None:
 
 
 class _BrokenModels(ScriptedProvider):
-    def models(self) -> Sequence[str]:
+    async def list_models(self) -> Sequence[str]:
         raise RuntimeError("internal detail: sk-do-not-show")
 
 

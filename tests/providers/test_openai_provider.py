@@ -207,8 +207,8 @@ def test_a_stream_without_usage_finishes_without_usage() -> None:
         ("stop", "stop"),
         ("length", "length"),
         ("content_filter", "content_filter"),
-        ("tool_calls", "stop"),
-        ("function_call", "stop"),
+        ("tool_calls", "tool_calls"),
+        ("function_call", "tool_calls"),  # the deprecated name of the same thing
         ("eos_token", "stop"),  # an unknown reason from a compatible server
     ],
 )

@@ -2,9 +2,10 @@
 
 - AWS's Runtime Interface Emulator, the Go binary that `sam local` runs, shipped inside the aws-sam-cli
   wheel on PyPI: only that wheel is unpacked (`--no-deps`), never SAM CLI's dependencies.
-- Serverless Framework v3 from npm, which packages serverless.yml offline into CloudFormation: installed
-  by `npm ci` into tests/node/node_modules from tests/node/package-lock.json, so every one of its
-  dependencies is the locked one.
+- Serverless Framework v3 from npm, which packages serverless.yml offline into CloudFormation, and the
+  JavaScript clients our users run (the `openai` package): installed by `npm ci` into
+  tests/node/node_modules from tests/node/package-lock.json, so every one of their dependencies is the
+  locked one.
 
 `python -m tests.support.tools` (run by `make test` whenever the lock changed) fetches the emulator into
 `.venv/lambda-tools` and installs the Node packages. A test whose tool is missing is skipped with the
@@ -39,6 +40,14 @@ def rie_binary(tools: Path = TOOLS) -> Path | None:
 def serverless_cli(project: Path = NODE_PROJECT) -> Path | None:
     path = project / "node_modules" / ".bin" / "serverless"
     return path if path.exists() and shutil.which("node") else None
+
+
+def node_script_runner(package: str, project: Path = NODE_PROJECT) -> str | None:
+    """`node`, if it is installed and `package` is in tests/node's node_modules (`npm ci` put it there)."""
+    node = shutil.which("node")
+    if node is None or not (project / "node_modules" / package / "package.json").exists():
+        return None
+    return node
 
 
 def fetch_rie(tools: Path = TOOLS) -> Path:

@@ -12,6 +12,25 @@ const TRANSPORT_LABELS = {
   websocket: "WebSocket",
 };
 
+// The tool "Offer a demo tool" puts in the request. The page shows the calls the model makes; it does not
+// run them (a real app would run the tool and send its result back in a `tool` message).
+const DEMO_TOOL = {
+  type: "function",
+  function: {
+    name: "get_weather",
+    description: "The current weather in a city",
+    parameters: {
+      type: "object",
+      properties: {
+        city: { type: "string", description: "City name, e.g. Lyon" },
+        unit: { type: "string", enum: ["celsius", "fahrenheit"] },
+      },
+      required: ["city"],
+      additionalProperties: false,
+    },
+  },
+};
+
 const byId = (id) => document.getElementById(id);
 const ui = {
   form: byId("chat"),
@@ -24,7 +43,9 @@ const ui = {
   model: byId("model"),
   maxTokens: byId("max-tokens"),
   mock: byId("mock"),
+  demoTool: byId("demo-tool"),
   output: byId("output"),
+  toolCalls: byId("tool-calls"),
   status: byId("status"),
   summary: byId("summary"),
   ttft: byId("ttft"),
@@ -85,6 +106,7 @@ class Run {
     this.received = ""; // the text of the current attempt
     this.replaying = false; // a retry is re-receiving text that is already shown
     this.node = document.createTextNode("");
+    this.calls = new Map(); // tool call index -> the text node its arguments are appended to
     this.timer = null;
   }
 
@@ -98,6 +120,7 @@ class Run {
 
   async start() {
     ui.output.replaceChildren(this.node);
+    this.clearToolCalls();
     ui.summary.textContent = "";
     this.renderStats();
     refreshControls();
@@ -140,6 +163,7 @@ class Run {
         this.tokens = 0;
         this.attemptFirstAt = null;
         this.streamId = null;
+        this.clearToolCalls(); // the regenerated answer makes its calls again
       }
     }
   }
@@ -157,6 +181,8 @@ class Run {
       );
     } else if (type === "delta") {
       this.delta(data.text);
+    } else if (type === "tool_call") {
+      this.toolCall(data);
     } else if (type === "done") {
       this.done(data);
     } else if (type === "error") {
@@ -166,14 +192,47 @@ class Run {
   }
 
   delta(text) {
+    this.counted();
+    if (this.replaying) this.replay(text);
+    else this.append(text);
+    this.renderStats();
+  }
+
+  counted() {
     const now = performance.now();
     this.firstTokenAt ??= now;
     this.attemptFirstAt ??= now;
     this.lastTokenAt = now;
     this.tokens += 1;
-    if (this.replaying) this.replay(text);
-    else this.append(text);
+  }
+
+  /** A piece of a tool call: its first piece names the function, every piece extends the arguments. */
+  toolCall(data) {
+    this.counted();
+    let args = this.calls.get(data.index);
+    if (args === undefined) {
+      const item = document.createElement("li");
+      const name = document.createElement("code");
+      name.className = "tool-name";
+      name.textContent = data.name ?? "tool";
+      const code = document.createElement("code");
+      code.className = "tool-arguments";
+      args = document.createTextNode("");
+      code.append(args);
+      item.append(name, document.createTextNode("("), code, document.createTextNode(")"));
+      if (data.call_id) item.dataset.callId = data.call_id;
+      ui.toolCalls.append(item);
+      ui.toolCalls.hidden = false;
+      this.calls.set(data.index, args);
+    }
+    args.appendData(data.arguments);
     this.renderStats();
+  }
+
+  clearToolCalls() {
+    this.calls.clear();
+    ui.toolCalls.replaceChildren();
+    ui.toolCalls.hidden = true;
   }
 
   append(text) {
@@ -219,7 +278,8 @@ class Run {
     const count = usage ? usage.completion_tokens : this.tokens;
     const cut = data.outcome === "max_tokens" ? " (cut short by the token limit)" : "";
     const retried = this.attempt ? ` after ${this.attempt} reconnect${this.attempt > 1 ? "s" : ""}` : "";
-    showStatus("done", `Done: ${count} tokens in ${formatMs(data.timings.duration_ms)}${retried}${cut}.`);
+    const called = data.finish_reason === "tool_calls" ? " The model called a tool (the page does not run it)." : "";
+    showStatus("done", `Done: ${count} tokens in ${formatMs(data.timings.duration_ms)}${retried}${cut}.${called}`);
     const parts = [`finish_reason: ${data.finish_reason}`];
     if (data.timings.ttft_ms !== null) parts.push(`server time to first token: ${formatMs(data.timings.ttft_ms)}`);
     parts.push(`server duration: ${formatMs(data.timings.duration_ms)}`);
@@ -397,7 +457,7 @@ function viaEventSource(run) {
       run.handle(event.type, JSON.parse(event.data));
       if (run.ended) settle(resolve);
     };
-    for (const name of ["start", "delta", "done"]) source.addEventListener(name, relay);
+    for (const name of ["start", "delta", "tool_call", "done"]) source.addEventListener(name, relay);
     source.addEventListener("error", (event) => {
       // The server's `event: error` and the browser's own connection errors share one name; only the
       // server's carries data.
@@ -553,6 +613,11 @@ function buildRequest(text) {
       throw new Error('Mock directives must be a JSON object, like {"delay_ms": 40}.');
     }
     request.mock = directives;
+  }
+  if (ui.demoTool.checked) {
+    // GET /v1/stream has query parameters only: no room for a tool's JSON Schema.
+    if (ui.transport.value === "eventsource") throw new Error("EventSource cannot send tools: use fetch or WebSocket.");
+    request.tools = [DEMO_TOOL];
   }
   return request;
 }

@@ -1,4 +1,4 @@
-"""`/v1/stream`: named SSE events `start`, `delta`..., then `done` or `error`, each with an `id:`.
+"""`/v1/stream`: SSE events `start`, `delta` / `tool_call`..., then `done` or `error`, each with an `id:`.
 
 The event name is the payload Struct's tag (`StartEvent` -> `start`), so the `event:` line and the JSON
 `type` cannot disagree; the WebSocket carries the same Structs (`websocket.py`).
@@ -11,10 +11,19 @@ from typing import Final
 
 import msgspec
 
-from app.schemas import DeltaEvent, DoneEvent, ErrorEvent, StartEvent, StreamEvent, Timings, UsageInfo
+from app.schemas import (
+    DeltaEvent,
+    DoneEvent,
+    ErrorEvent,
+    StartEvent,
+    StreamEvent,
+    Timings,
+    ToolCallEvent,
+    UsageInfo,
+)
 from app.stream.dialects import sse
 from app.stream.session import Completed, Failed, Heartbeat, SessionEvent, StreamSession
-from providers.protocol import TextDelta
+from providers.protocol import TextDelta, ToolCallDelta
 
 _encode = msgspec.json.Encoder().encode
 
@@ -50,6 +59,12 @@ def done_event(session: StreamSession, completed: Completed, *, prompt_id: str |
     )
 
 
+def tool_call_event(delta: ToolCallDelta, *, prompt_id: str | None = None) -> ToolCallEvent:
+    return ToolCallEvent(
+        index=delta.index, arguments=delta.arguments, call_id=delta.id, name=delta.name, id=prompt_id
+    )
+
+
 class NativeDialect:
     """Frames one session as the app-native event stream; ids count 1, 2, ... from `start`."""
 
@@ -66,6 +81,8 @@ class NativeDialect:
         if isinstance(event, TextDelta):
             self._sequence += 1
             return b"id: %d%b%b%b}\n\n" % (self._sequence, _DELTA_NAME, _DELTA_JSON_HEAD, _encode(event.text))
+        if isinstance(event, ToolCallDelta):
+            return self._event(tool_call_event(event))
         if isinstance(event, Heartbeat):
             return sse.PING
         if isinstance(event, Completed):

@@ -8,9 +8,9 @@ from __future__ import annotations
 import msgspec
 
 from app.schemas import DeltaEvent, ErrorEvent, StreamEvent
-from app.stream.dialects.native import done_event, start_event
+from app.stream.dialects.native import done_event, start_event, tool_call_event
 from app.stream.session import Completed, Failed, SessionEvent, StreamSession
-from providers.protocol import TextDelta
+from providers.protocol import TextDelta, ToolCallDelta
 
 _encode = msgspec.json.Encoder().encode
 
@@ -35,6 +35,8 @@ class WebSocketDialect:
     def frame(self, event: SessionEvent) -> str | None:
         if isinstance(event, TextDelta):
             return message(DeltaEvent(text=event.text, id=self._prompt_id))
+        if isinstance(event, ToolCallDelta):
+            return message(tool_call_event(event, prompt_id=self._prompt_id))
         if isinstance(event, Completed):
             return message(done_event(self._session, event, prompt_id=self._prompt_id))
         if isinstance(event, Failed):

@@ -155,7 +155,9 @@ def test_the_openapi_document_describes_bodies_queries_streams_and_errors(
     }
     request = components["ChatCompletionRequest"]
     assert request["required"] == ["messages"]
-    assert request["additionalProperties"] is False  # a typo is a 400
+    # Other fields pass through to an OpenAI-compatible upstream (a typo is a 400 from it, or from the mock).
+    assert request.get("additionalProperties", True) is True
+    assert "passed to an OpenAI-compatible upstream unchanged" in request["description"]
     assert {"type": "integer", "minimum": 1, "maximum": 4096} in request["properties"]["max_tokens"]["anyOf"]
     assert set(chat["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
     assert {"400", "401", "404", "408", "413", "415", "429", "500", "502", "504"} <= set(chat["responses"])
@@ -174,6 +176,7 @@ def test_the_openapi_document_describes_bodies_queries_streams_and_errors(
     assert {branch["$ref"].rsplit("/", 1)[1] for branch in components["StreamEvent"]["anyOf"]} == {
         "StartEvent",
         "DeltaEvent",
+        "ToolCallEvent",
         "DoneEvent",
         "ErrorEvent",
     }

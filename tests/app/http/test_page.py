@@ -138,14 +138,16 @@ def ask(
     max_tokens: int | None = None,
     mock: dict[str, Any] | None = None,
     api_key: str | None = None,
+    demo_tool: bool = False,
 ) -> None:
     """Fill in the form as a user would and press Send."""
-    if max_tokens is not None or mock is not None or api_key is not None:
+    if max_tokens is not None or mock is not None or api_key is not None or demo_tool:
         if page.get_attribute("details", "open") is None:
             page.click("summary")
         page.fill("#max-tokens", "" if max_tokens is None else str(max_tokens))
         page.fill("#mock", "" if mock is None else msgspec.json.encode(mock).decode())
         page.fill("#api-key", api_key or "")
+        page.set_checked("#demo-tool", demo_tool)
     page.select_option("#transport", transport)
     page.fill("#prompt", prompt)
     page.click("#send")
@@ -274,6 +276,83 @@ def test_heartbeats_before_the_first_token_are_ignored_while_ttft_counts_up(
     assert output_text(page) == "".join(expected_tokens(PROMPT)[:5])
     assert text(page, "#ttft").endswith(" ms")
     assert int(text(page, "#ttft").removesuffix(" ms")) >= 600
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("transport", ["fetch", "websocket"])
+def test_a_tool_call_is_shown_as_it_streams(
+    page: Page, server: RunningServer, log_capture: LogCapture, transport: str
+) -> None:
+    open_page(page, server)
+    ask(page, "What is the weather in Lyon?", transport=transport, demo_tool=True)
+
+    state, status = wait_for_end(page)
+    assert state == "done", status
+    assert status.endswith("The model called a tool (the page does not run it).")
+    assert "finish_reason: tool_calls" in text(page, "#summary")
+    assert page.is_visible("#tool-calls")
+    [call] = page.query_selector_all("#tool-calls li")
+    assert text(page, "#tool-calls .tool-name") == "get_weather"
+    assert (call.get_attribute("data-call-id") or "").startswith("call_")
+    arguments = msgspec.json.decode(text(page, "#tool-calls .tool-arguments"))
+    assert isinstance(arguments["city"], str)
+    assert set(arguments) <= {"city", "unit"}
+    assert int(text(page, "#tokens")) >= 2  # pieces, joined into the one call they belong to
+    (end,) = log_capture.wait_for("stream_end", 1)
+    assert (end["outcome"], end["completion_tokens"]) == ("completed", int(text(page, "#tokens")))
+
+    # The next prompt, without the tool, clears the calls and answers in text.
+    ask(page, transport=transport, max_tokens=5, demo_tool=False)
+    assert wait_for_end(page)[0] == "done"
+    assert output_text(page) == "".join(expected_tokens(PROMPT)[:5])
+    assert page.query_selector_all("#tool-calls li") == []
+    assert not page.is_visible("#tool-calls")
+
+
+@pytest.mark.browser
+def test_eventsource_says_it_cannot_send_a_tool(page: Page, server: RunningServer) -> None:
+    open_page(page, server)
+    ask(page, transport="eventsource", demo_tool=True)
+    assert wait_for_end(page) == ("error", "EventSource cannot send tools: use fetch or WebSocket.")
+
+
+# Run in a page of one origin against a server of another: the stream's text, and a header only CORS exposes.
+CROSS_ORIGIN_STREAM = """async (url) => {
+  try {
+    const response = await fetch(url + "/v1/stream", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: "Bearer k-1" },
+      body: JSON.stringify({ messages: [{ role: "user", content: "hello" }], max_tokens: 3 }),
+    });
+    const streamId = response.headers.get("X-Stream-Id");
+    return { status: response.status, streamId, body: await response.text() };
+  } catch (error) {
+    return { failed: String(error) };
+  }
+}"""
+
+
+@pytest.mark.browser
+def test_a_page_on_another_origin_streams_only_when_its_origin_is_allowed(
+    browser: Browser, make_app: AppFactory, serve: ServeFactory
+) -> None:
+    context = browser.new_context()
+    tab = context.new_page()
+    keys = (Secret("k-1"),)
+    try:
+        with serve(make_app()) as front:  # the page's origin: a dev server on another port, say
+            tab.goto(f"{front.base_url}/healthz")  # a document of that origin without the page's CSP
+            with serve(make_app(api_keys=keys, cors_allow_origins=(front.base_url,))) as api:
+                allowed = tab.evaluate(CROSS_ORIGIN_STREAM, api.base_url)
+            with serve(make_app(api_keys=keys)) as closed:
+                refused = tab.evaluate(CROSS_ORIGIN_STREAM, closed.base_url)
+    finally:
+        context.close()
+
+    assert allowed.get("status") == 200, allowed
+    assert allowed["streamId"]  # exposed: a page can cancel what it started
+    assert "event: done" in allowed["body"]
+    assert refused == {"failed": "TypeError: Failed to fetch"}
 
 
 @pytest.mark.browser

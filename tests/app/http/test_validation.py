@@ -70,10 +70,10 @@ _BODIES: list[tuple[str, bytes, int, str | None, str | None]] = [
         None,
     ),
     (
-        "image content part",
+        "image content part without its url object",
         _json({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "x"}]}]}),
         400,
-        "messages[0].content[0].type",
+        "messages[0].content[0].image_url",
         None,
     ),
     (
@@ -160,7 +160,7 @@ _CHAT_ONLY: list[tuple[str, bytes, int, str | None, str | None]] = [
     ("stream is a string", _json({"messages": _OK, "stream": "yes"}), 400, "stream", None),
     ("temperature too high", _json({"messages": _OK, "temperature": 3}), 400, "temperature", None),
     ("top_p negative", _json({"messages": _OK, "top_p": -0.1}), 400, "top_p", None),
-    ("n above one", _json({"messages": _OK, "n": 2}), 400, "n", None),
+    ("n above 128", _json({"messages": _OK, "n": 129}), 400, "n", None),
     ("five stop sequences", _json({"messages": _OK, "stop": list("abcde")}), 400, "stop", None),
     (
         "include_usage is a string",

@@ -297,3 +297,56 @@ def test_serverless_takes_a_concurrency_ceiling_for_the_public_url(tmp_path: Pat
 
     function = json.loads(output.read_text())["Resources"]["StreamLambdaFunction"]["Properties"]
     assert function["ReservedConcurrentExecutions"] == 20
+
+
+def _url_cors(template: dict[str, Any]) -> dict[str, Any]:
+    """The function URL's CORS settings when the origins parameter is set (the `Fn::If`'s true branch)."""
+    [url] = resources_of_type(template, "AWS::Lambda::Url").values()
+    condition, when_set, when_empty = url["Properties"]["Cors"]["Fn::If"]
+    assert when_empty == {"Ref": "AWS::NoValue"}
+    assert condition == "HasCorsOrigins"
+    cors: dict[str, Any] = when_set
+    return cors
+
+
+def test_the_function_url_cors_comes_from_the_same_origins_as_the_app(sam: dict[str, Any]) -> None:
+    from app.http.origins import EXPOSED_HEADERS
+
+    cors = _url_cors(sam)
+    assert cors["AllowOrigins"] == {"Fn::Split": [",", {"Ref": "CorsAllowOrigins"}]}
+    assert cors["AllowMethods"] == ["GET", "POST"]
+    assert "authorization" in cors["AllowHeaders"]
+    assert cors["ExposeHeaders"] == [header.lower() for header in EXPOSED_HEADERS]
+    assert sam["Conditions"]["HasCorsOrigins"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "CorsAllowOrigins"}, ""]}]
+    }
+    functions = resources_of_type(sam, "AWS::Lambda::Function")
+    for name in ("StreamFunction", "BufferedFunction"):
+        variables = functions[name]["Properties"]["Environment"]["Variables"]
+        assert variables["CORS_ALLOW_ORIGINS"] == {
+            "Fn::If": ["HasCorsOrigins", {"Ref": "CorsAllowOrigins"}, {"Ref": "AWS::NoValue"}]
+        }
+    # Only the URL's function leaves the headers to its host; the buffered twin adds its own.
+    stream_env = functions["StreamFunction"]["Properties"]["Environment"]["Variables"]
+    buffered_env = functions["BufferedFunction"]["Properties"]["Environment"]["Variables"]
+    assert stream_env["CORS_HEADERS_FROM_HOST"] == "true"
+    assert "CORS_HEADERS_FROM_HOST" not in buffered_env
+
+
+def test_serverless_derives_the_url_cors_from_its_origins_parameter(tmp_path: Path) -> None:
+    origins = "https://app.example.com,http://localhost:5173"
+    done, output = _serverless_package(
+        tmp_path, f"apiKeysSecretArn={_KEYS_SECRET}", f"corsAllowOrigins={origins}"
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    generated = json.loads(output.read_text())
+    assert lint(generated) == []
+    cors = _url_cors(generated)
+    assert cors["AllowOrigins"] == {"Fn::Split": [",", {"Ref": "CorsAllowOrigins"}]}
+    assert generated["Parameters"]["CorsAllowOrigins"]["Default"] == origins
+    assert generated["Conditions"]["HasCorsOrigins"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "CorsAllowOrigins"}, ""]}]
+    }
+    function = generated["Resources"]["StreamLambdaFunction"]["Properties"]["Environment"]["Variables"]
+    assert (function["CORS_ALLOW_ORIGINS"], function["CORS_HEADERS_FROM_HOST"]) == (origins, "true")
