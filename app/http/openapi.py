@@ -15,6 +15,7 @@ from typing import Any, Final
 import msgspec
 
 from app import VERSION
+from app.http.requests import OPENAI_UNTYPED_FIELDS
 from app.schemas import (
     CancelAccepted,
     ChatCompletion,
@@ -53,8 +54,9 @@ _STREAM_DESCRIPTION: Final = (
 
 
 @cache
-def openapi_document(settings: Settings) -> bytes:
-    """The document for this configuration (it says whether an API key is required), encoded once."""
+def openapi_document(settings: Settings, *, forwards_extra: bool = False) -> bytes:
+    """The document for this configuration (whether an API key is required, whether the provider takes
+    fields beyond the typed ones)."""
     schemas, components = msgspec.json.schema_components(
         (ChatCompletionRequest, StreamRequest, ChatCompletion, ChatCompletionChunk, StreamEvent, ModelList,
          CancelAccepted, Health, ErrorBody),
@@ -68,6 +70,7 @@ def openapi_document(settings: Settings) -> bytes:
         ("StreamRequest", "max_tokens"),
     ):
         _cap(components[name]["properties"][field], settings.max_tokens_limit)
+    _describe_what_the_decoder_cannot(components, forwards_extra=forwards_extra)
     secured = bool(settings.api_keys)
     document: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -168,6 +171,37 @@ def openapi_document(settings: Settings) -> bytes:
     if secured:
         document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
     return msgspec.json.encode(document)
+
+
+# A tagged Struct decoded on its own (not as one branch of a union) takes its tag as optional: the one
+# kind there is needs no naming, so `{"function": {...}}` is a tool. The schemas say so too.
+_SOLE_KIND_TAGGED = ("Tool", "NamedToolChoice", "EchoedToolCall")
+# The content parts each role may carry (`app.http.requests.to_chat_message` checks them after decoding).
+_PARTS_OF_ROLE = {
+    "SystemMessage": ("TextPart",),
+    "DeveloperMessage": ("TextPart",),
+    "ToolResult": ("TextPart",),
+    "AssistantTurn": ("TextPart", "RefusalPart"),
+}
+
+
+def _describe_what_the_decoder_cannot(components: dict[str, Any], *, forwards_extra: bool) -> None:
+    for name in _SOLE_KIND_TAGGED:
+        schema = components[name]
+        schema["required"] = [field for field in schema.get("required", []) if field != "type"]
+    for name, parts in _PARTS_OF_ROLE.items():
+        content = components[name]["properties"]["content"]
+        part_list = {"type": "array", "items": {"anyOf": [_ref(part) for part in parts]}}
+        branches = [{"type": "string"}, part_list]
+        if any(branch.get("type") == "null" for branch in content.get("anyOf", [])):
+            branches.append({"type": "null"})
+        components[name]["properties"]["content"] = {"anyOf": branches}
+    if not forwards_extra:
+        # Nobody to forward other fields to: the standard names the provider ignores, and nothing else.
+        request = components["ChatCompletionRequest"]
+        for field in sorted(OPENAI_UNTYPED_FIELDS):
+            request["properties"].setdefault(field, {"description": "Accepted and ignored by this provider"})
+        request["additionalProperties"] = False
 
 
 def _ref(name: str) -> dict[str, str]:

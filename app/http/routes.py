@@ -71,7 +71,9 @@ def _stream_headers(session: StreamSession) -> dict[str, str]:
 
 @get(["/schema", "/schema/openapi.json"], include_in_schema=False)
 async def openapi_json(state: State) -> Response[bytes]:
-    return Response(openapi_document(services_of(state).settings), media_type=MediaType.JSON)
+    services = services_of(state)
+    document = openapi_document(services.settings, forwards_extra=services.provider.forwards_extra)
+    return Response(document, media_type=MediaType.JSON)
 
 
 @get("/healthz", tags=["ops"], summary="Liveness probe")

@@ -155,8 +155,9 @@ def test_the_openapi_document_describes_bodies_queries_streams_and_errors(
     }
     request = components["ChatCompletionRequest"]
     assert request["required"] == ["messages"]
-    # Other fields pass through to an OpenAI-compatible upstream (a typo is a 400 from it, or from the mock).
-    assert request.get("additionalProperties", True) is True
+    # Other fields pass through to an OpenAI-compatible upstream; the mock (here) takes only OpenAI's names.
+    assert request["additionalProperties"] is False
+    assert "reasoning_effort" in request["properties"]
     assert "passed to an OpenAI-compatible upstream unchanged" in request["description"]
     assert {"type": "integer", "minimum": 1, "maximum": 4096} in request["properties"]["max_tokens"]["anyOf"]
     assert set(chat["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
