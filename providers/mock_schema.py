@@ -275,18 +275,16 @@ class _Generator:
 
     def _integer(self, schema: Mapping[str, Any], pointer: str) -> int:
         low, low_open, high, high_open = self._bounds(schema, pointer)
-        first = None if low is None else (floor(low) + 1 if low_open else ceil(low))
-        last = None if high is None else (ceil(high) - 1 if high_open else floor(high))
+        first = None if low is None else Fraction(floor(low) + 1 if low_open else ceil(low))
+        last = None if high is None else Fraction(ceil(high) - 1 if high_open else floor(high))
+        start, end = _span(first, last)
         step = _multiple_of(schema, pointer)
-        if step is not None:
-            # The integers that are multiples of p/q (in lowest terms) are exactly the multiples of p.
-            step = Fraction(step.numerator)
-        first, last = _span(first, last)
         if step is None:
-            if first > last:
+            if start > end:
                 raise UnsupportedSchemaError(pointer, "no integer lies within its bounds")
-            return self.rng.randint(first, last)
-        return int(self._multiple_between(step, Fraction(first), Fraction(last), pointer, "integer"))
+            return self.rng.randint(int(start), int(end))
+        # The integers that are multiples of p/q (in lowest terms) are exactly the multiples of p.
+        return int(self._multiple_between(Fraction(step.numerator), start, end, pointer, "integer"))
 
     def _number(self, schema: Mapping[str, Any], pointer: str) -> int | float:
         low, low_open, high, high_open = self._bounds(schema, pointer)
@@ -294,10 +292,10 @@ class _Generator:
         if step is not None:
             first = None if low is None else low + (step if low_open and low % step == 0 else 0)
             last = None if high is None else high - (step if high_open and high % step == 0 else 0)
-            start, end = _fraction_span(first, last)
+            start, end = _span(first, last)
             value = self._multiple_between(step, start, end, pointer, "number")
             return int(value) if value.denominator == 1 else float(value)
-        start, end = _fraction_span(low, high)
+        start, end = _span(low, high)
         # Hundredths: a number a person would write, strictly inside open bounds.
         first_hundredth = floor(start * 100) + 1 if low_open else ceil(start * 100)
         last_hundredth = ceil(end * 100) - 1 if high_open else floor(end * 100)
@@ -606,19 +604,8 @@ def _count(schema: Mapping[str, Any], keyword: str, default: int, pointer: str) 
     return value
 
 
-def _span(first: int | None, last: int | None) -> tuple[int, int]:
-    """Integer bounds with a missing side filled in: a range a person would pick from."""
-    if first is None and last is None:
-        return 0, DEFAULT_NUMBER_SPAN
-    if first is None:
-        assert last is not None
-        return last - DEFAULT_NUMBER_SPAN, last
-    if last is None:
-        return first, first + DEFAULT_NUMBER_SPAN
-    return first, last
-
-
-def _fraction_span(first: Fraction | None, last: Fraction | None) -> tuple[Fraction, Fraction]:
+def _span(first: Fraction | None, last: Fraction | None) -> tuple[Fraction, Fraction]:
+    """Bounds with a missing side filled in: a range a person would pick from."""
     if first is None and last is None:
         return Fraction(0), Fraction(DEFAULT_NUMBER_SPAN)
     if first is None:
