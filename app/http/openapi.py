@@ -10,12 +10,12 @@ would load scripts from a CDN, which the page's policy forbids; any OpenAPI view
 from __future__ import annotations
 
 from functools import cache
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 import msgspec
 
 from app import VERSION
-from app.http.requests import OPENAI_UNTYPED_FIELDS
+from app.http.requests import OPENAI_UNTYPED_FIELDS, PARTS_BY_ROLE
 from app.schemas import (
     CancelAccepted,
     ChatCompletion,
@@ -23,6 +23,7 @@ from app.schemas import (
     ChatCompletionRequest,
     ErrorBody,
     Health,
+    Message,
     ModelList,
     StreamEvent,
     StreamRequest,
@@ -176,22 +177,18 @@ def openapi_document(settings: Settings, *, forwards_extra: bool = False) -> byt
 # A tagged Struct decoded on its own (not as one branch of a union) takes its tag as optional: the one
 # kind there is needs no naming, so `{"function": {...}}` is a tool. The schemas say so too.
 _SOLE_KIND_TAGGED = ("Tool", "NamedToolChoice", "EchoedToolCall")
-# The content parts each role may carry (`app.http.requests.to_chat_message` checks them after decoding).
-_PARTS_OF_ROLE = {
-    "SystemMessage": ("TextPart",),
-    "DeveloperMessage": ("TextPart",),
-    "ToolResult": ("TextPart",),
-    "AssistantTurn": ("TextPart", "RefusalPart"),
-}
 
 
 def _describe_what_the_decoder_cannot(components: dict[str, Any], *, forwards_extra: bool) -> None:
     for name in _SOLE_KIND_TAGGED:
         schema = components[name]
         schema["required"] = [field for field in schema.get("required", []) if field != "type"]
-    for name, parts in _PARTS_OF_ROLE.items():
+    # The parts of a role are checked after decoding (`to_chat_message`): its schema is narrowed here.
+    for message in get_args(Message):
+        parts = PARTS_BY_ROLE[message.__struct_config__.tag]
+        name = message.__name__
         content = components[name]["properties"]["content"]
-        part_list = {"type": "array", "items": {"anyOf": [_ref(part) for part in parts]}}
+        part_list = {"type": "array", "items": {"anyOf": [_ref(part.__name__) for part in parts]}}
         branches = [{"type": "string"}, part_list]
         if any(branch.get("type") == "null" for branch in content.get("anyOf", [])):
             branches.append({"type": "null"})

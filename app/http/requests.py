@@ -278,7 +278,7 @@ def to_chat_message(message: Message, index: int) -> ChatMessage:
     content = message.content
     parts: tuple[ContentPart, ...] | str | None
     if isinstance(content, list):
-        allowed = _PARTS_BY_ROLE[role]
+        allowed = PARTS_BY_ROLE[role]
         for position, part in enumerate(content):
             if not isinstance(part, allowed):
                 kind = type(part).__struct_config__.tag
@@ -307,7 +307,8 @@ def to_chat_message(message: Message, index: int) -> ChatMessage:
 
 
 _TEXT_ONLY: Final = (TextPart,)
-_PARTS_BY_ROLE: Final[Mapping[str, tuple[type, ...]]] = {
+# The content parts each role may carry; the OpenAPI document's message schemas say the same from this.
+PARTS_BY_ROLE: Final[Mapping[str, tuple[type, ...]]] = {
     "system": _TEXT_ONLY,
     "developer": _TEXT_ONLY,
     "tool": _TEXT_ONLY,

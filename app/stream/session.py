@@ -220,7 +220,7 @@ class StreamSession:
                         outcome = Outcome.CANCELLED
                         yield Failed(cancelled_error(), outcome)
                         return
-                if isinstance(item, TextDelta) or isinstance(item, ToolCallDelta):  # noqa: SIM101 - the hot path
+                if isinstance(item, (TextDelta, ToolCallDelta)):
                     if self.deltas >= max_tokens:
                         # The provider went past max_tokens (or ignores it): the budget is ours to enforce.
                         outcome = Outcome.MAX_TOKENS

@@ -158,6 +158,16 @@ def test_the_openapi_document_describes_bodies_queries_streams_and_errors(
     # Other fields pass through to an OpenAI-compatible upstream; the mock (here) takes only OpenAI's names.
     assert request["additionalProperties"] is False
     assert "reasoning_effort" in request["properties"]
+    # Each role's content parts, as the server checks them: a user message carries no refusal.
+    user_parts = components["UserMessage"]["properties"]["content"]["anyOf"][1]["items"]["anyOf"]
+    assert [part["$ref"].rsplit("/", 1)[1] for part in user_parts] == [
+        "TextPart",
+        "ImagePart",
+        "AudioPart",
+        "FilePart",
+    ]
+    tool_parts = components["ToolResult"]["properties"]["content"]["anyOf"][1]["items"]["anyOf"]
+    assert tool_parts == [{"$ref": "#/components/schemas/TextPart"}]
     assert "passed to an OpenAI-compatible upstream unchanged" in request["description"]
     assert {"type": "integer", "minimum": 1, "maximum": 4096} in request["properties"]["max_tokens"]["anyOf"]
     assert set(chat["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
