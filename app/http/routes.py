@@ -51,14 +51,14 @@ _STREAM_QUERY = frozenset({"prompt", "model", "max_tokens", "mock"})
 
 
 async def _open(
-    services: Services, request: Request[Any, Any, Any], chat: ChatRequest, endpoint: str
+    services: Services, request: Request[Any, Any, Any], chat: ChatRequest, dialect: str
 ) -> OpenStream:
     """A session for this request (the host's deadline, the caller's key), read ahead to its first event
     unless the client leaves first; a failure before it is raised as its status."""
     session = open_session(
         services,
         chat,
-        endpoint,
+        dialect,
         host_deadline=host_deadline(request.scope),
         owner=request_owner(request, services.settings.api_keys),
     )

@@ -27,7 +27,7 @@ class Services:
 def open_session(
     services: Services,
     chat: ChatRequest,
-    endpoint: str,
+    dialect: str,
     *,
     host_deadline: Deadline | None,
     owner: str | None = None,
@@ -58,7 +58,7 @@ def open_session(
         provider=services.provider,
         request=chat,
         stream_id=stream_id,
-        endpoint=endpoint,
+        dialect=dialect,
         limits=limits,
         cancels=services.cancels,
         owner=owner,

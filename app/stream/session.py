@@ -104,7 +104,7 @@ class StreamSession:
         provider: Provider,
         request: ChatRequest,
         stream_id: str,
-        endpoint: str,
+        dialect: str,
         limits: StreamLimits,
         cancels: CancelRegistry,
         owner: str | None = None,
@@ -112,7 +112,7 @@ class StreamSession:
         self.provider = provider
         self.request = request
         self.stream_id = stream_id
-        self.endpoint = endpoint
+        self.dialect = dialect
         self.limits = limits
         self._cancels = cancels
         self._owner = owner
@@ -308,7 +308,7 @@ class StreamSession:
             "stream_end",
             outcome=outcome.value,
             request_id=self.stream_id,
-            endpoint=self.endpoint,
+            dialect=self.dialect,
             provider=self.provider.name,
             model=self.request.model,
             ttft_ms=self.ttft_ms,

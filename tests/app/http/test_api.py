@@ -645,7 +645,7 @@ def test_each_stream_logs_exactly_one_stream_end(
 
     [end] = log_capture.stream_ends
     assert end["outcome"] == outcome
-    assert (end["provider"], end["model"], end["endpoint"]) == ("mock", "mock", "stream")
+    assert (end["provider"], end["model"], end["dialect"]) == ("mock", "mock", "stream")
     assert {"request_id", "ttft_ms", "duration_ms", "completion_tokens", "prompt_tokens"} <= set(end)
     if response.status_code == 200:
         assert response.headers["x-request-id"] == end["request_id"]

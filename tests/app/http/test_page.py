@@ -42,7 +42,7 @@ CHROMIUM_ARGS = [
 ]
 TOKEN_DELAY_MS = 25
 TRANSPORTS = ["fetch", "eventsource", "websocket"]
-ENDPOINTS = {"fetch": "stream", "eventsource": "stream", "websocket": "ws"}
+DIALECTS = {"fetch": "stream", "eventsource": "stream", "websocket": "ws"}
 PROMPT = "Explain server-sent events"
 
 # Installed on the page before a prompt is sent: records every state of #output and #status as it changes.
@@ -209,8 +209,8 @@ def test_each_transport_renders_the_answer_token_by_token(
     assert page.is_disabled("#stop")
 
     (end,) = log_capture.wait_for("stream_end", 1)
-    assert (end["endpoint"], end["outcome"], end["completion_tokens"]) == (
-        ENDPOINTS[transport],
+    assert (end["dialect"], end["outcome"], end["completion_tokens"]) == (
+        DIALECTS[transport],
         "max_tokens",
         40,
     )
@@ -229,7 +229,7 @@ def test_stop_halts_the_output_and_the_server_cancels_the_stream(
     page.click("#stop")
 
     (end,) = log_capture.wait_for("stream_end", 1)
-    assert (end["endpoint"], end["outcome"]) == (ENDPOINTS[transport], "cancelled")
+    assert (end["dialect"], end["outcome"]) == (DIALECTS[transport], "cancelled")
     assert provider.active_streams == 0
     emitted = provider.tokens_emitted
     assert page.get_attribute("#status", "data-state") == "stopped"

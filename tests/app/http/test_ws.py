@@ -99,7 +99,7 @@ def test_a_prompt_streams_start_deltas_and_done_with_its_id(
         assert done["usage"]["completion_tokens"] == len(middle)
         assert all(m["id"] == "q1" for m in messages)
         (end,) = await asyncio.to_thread(log_capture.wait_for, "stream_end", 1)
-        assert end["endpoint"] == "ws"
+        assert end["dialect"] == "ws"
         assert end["outcome"] == "completed"
         assert end["request_id"] == start["stream_id"]
 
@@ -145,7 +145,7 @@ def test_cancel_stops_the_provider_mid_generation_and_the_socket_stays_usable(
         assert provider.active_streams == 0
         emitted = provider.tokens_emitted
         ends = log_capture.stream_ends
-        assert [(e["outcome"], e["endpoint"]) for e in ends] == [("cancelled", "ws")]
+        assert [(e["outcome"], e["dialect"]) for e in ends] == [("cancelled", "ws")]
         # Another prompt on the same socket: nothing more for "long", and the provider emitted only its 3.
         await send(ws, prompt("short", "next", max_tokens=3))
         after = await until_terminal(ws, "short")

@@ -30,7 +30,7 @@ def _session() -> StreamSession:
         provider=ScriptedProvider([], name="scripted"),
         request=mock_request("hi", model="m-1"),
         stream_id="abc123",
-        endpoint="test",
+        dialect="test",
         limits=StreamLimits(max_tokens=100, idle_timeout_s=10, deadline_s=10, heartbeat_s=10),
         cancels=InMemoryCancelRegistry(),
     )
@@ -241,7 +241,7 @@ def test_a_chat_content_chunk_is_the_chunk_struct_encoded_byte_for_byte(text: st
         provider=ScriptedProvider([], name="scripted"),
         request=mock_request("hi", model='m "content":"" 1'),
         stream_id="abc123",
-        endpoint="test",
+        dialect="test",
         limits=StreamLimits(max_tokens=100, idle_timeout_s=10, deadline_s=10, heartbeat_s=10),
         cancels=InMemoryCancelRegistry(),
     )

@@ -57,7 +57,7 @@ def _session(
         provider=provider,  # type: ignore[arg-type]
         request=request or mock_request("hello", model="m-1"),
         stream_id="stream-1",
-        endpoint="test",
+        dialect="test",
         limits=StreamLimits(
             max_tokens=max_tokens,
             idle_timeout_s=idle_s,
@@ -97,7 +97,7 @@ def test_a_generation_streams_every_delta_then_completes(log_capture: LogCapture
     [end] = log_capture.stream_ends
     assert end["outcome"] == "completed"
     assert end["request_id"] == "stream-1"
-    assert end["endpoint"] == "test"
+    assert end["dialect"] == "test"
     assert end["provider"] == "scripted"
     assert end["model"] == "m-1"
     assert (end["completion_tokens"], end["prompt_tokens"]) == (3, 7)
