@@ -42,6 +42,7 @@ ErrorCode = Literal[
     "invalid_encoding",
     "invalid_value",
     "unsupported_media_type",
+    "unsupported_parameter",
     "request_too_large",
     "request_timeout",
     "not_found",
@@ -108,6 +109,8 @@ INVALID_ENCODING = ErrorKind(400, "invalid_request_error", "invalid_encoding")
 INVALID_VALUE = ErrorKind(400, "invalid_request_error", "invalid_value")
 DUPLICATE_ID = ErrorKind(400, "invalid_request_error", "duplicate_id")
 UNSUPPORTED_MEDIA_TYPE = ErrorKind(415, "invalid_request_error", "unsupported_media_type")
+# A field or value OpenAI accepts that this service cannot honour (server-side state, other tool kinds).
+UNSUPPORTED_PARAMETER = ErrorKind(400, "invalid_request_error", "unsupported_parameter")
 REQUEST_TOO_LARGE = ErrorKind(413, "invalid_request_error", "request_too_large")
 REQUEST_TIMEOUT = ErrorKind(408, "invalid_request_error", "request_timeout")
 NOT_FOUND = ErrorKind(404, "not_found_error", "not_found")

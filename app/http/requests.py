@@ -320,7 +320,7 @@ PARTS_BY_ROLE: Final[Mapping[str, tuple[type, ...]]] = {
 def build_chat_request(
     services: Services,
     *,
-    messages: Sequence[Message],
+    messages: Sequence[Message | ChatMessage],
     model: str | None,
     max_tokens: int | None,
     mock: MockDirectives | None,
@@ -359,7 +359,10 @@ def build_chat_request(
         raise INVALID_REQUEST(f"tool_choice={tool_choice!r} needs `tools`", param="tool_choice")
     return ChatRequest(
         model=model_id,
-        messages=tuple(to_chat_message(message, index) for index, message in enumerate(messages)),
+        messages=tuple(
+            message if isinstance(message, ChatMessage) else to_chat_message(message, index)
+            for index, message in enumerate(messages)
+        ),
         max_tokens=max_tokens,
         temperature=temperature,
         top_p=top_p,

@@ -25,6 +25,7 @@ from app.http.requests import (
     query_int,
 )
 from app.http.responses import EventStreamResponse
+from app.http.sessions import open_request_stream, stream_headers
 from app.http.state import origins_of, services_of
 from app.schemas import (
     CancelAccepted,
@@ -36,37 +37,16 @@ from app.schemas import (
     StreamRequest,
     UserMessage,
 )
-from app.stream.consumer import OpenStream, collect, open_stream
+from app.stream.consumer import collect
 from app.stream.dialects.native import NativeDialect
 from app.stream.dialects.openai_chat import CompletionDialect, OpenAIChatDialect
-from app.stream.limits import host_deadline
-from app.stream.services import Services, open_session
-from app.stream.session import StreamSession
-from providers.protocol import ChatRequest, MockDirectives, Tool, ToolChoice
+from app.stream.services import Services
+from providers.protocol import MockDirectives, Tool, ToolChoice
 
 _chat_decoder = msgspec.json.Decoder(ChatCompletionRequest)
 _stream_decoder = msgspec.json.Decoder(StreamRequest)
 # `GET /v1/stream`: what the query may hold (the page's EventSource sends no more).
 _STREAM_QUERY = frozenset({"prompt", "model", "max_tokens", "mock"})
-
-
-async def _open(
-    services: Services, request: Request[Any, Any, Any], chat: ChatRequest, dialect: str
-) -> OpenStream:
-    """A session for this request (the host's deadline, the caller's key), read ahead to its first event
-    unless the client leaves first; a failure before it is raised as its status."""
-    session = open_session(
-        services,
-        chat,
-        dialect,
-        host_deadline=host_deadline(request.scope),
-        owner=request_owner(request, services.settings.api_keys),
-    )
-    return await unless_gone(request.receive, open_stream(session))
-
-
-def _stream_headers(session: StreamSession) -> dict[str, str]:
-    return {"X-Request-Id": session.stream_id, "X-Stream-Id": session.stream_id}
 
 
 @get(["/schema", "/schema/openapi.json"], include_in_schema=False)
@@ -112,10 +92,10 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
         # The body is read by now; Litestar keeps it.
         extra=chat_extra(await request.body(), forwarded=services.provider.forwards_extra),
     )
-    stream = await _open(services, request, chat, "chat.completions")
+    stream = await open_request_stream(services, request, chat, "chat.completions")
     session = stream.session
     completion_id = f"chatcmpl-{session.stream_id}"
-    headers = _stream_headers(session)
+    headers = stream_headers(session)
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
         chunks = OpenAIChatDialect(session, completion_id=completion_id, include_usage=include_usage)
@@ -144,8 +124,8 @@ async def _native_response(
         tools=tools,
         tool_choice=tool_choice,
     )
-    stream = await _open(services, request, chat, "stream")
-    return EventStreamResponse(stream, NativeDialect(stream.session), headers=_stream_headers(stream.session))
+    stream = await open_request_stream(services, request, chat, "stream")
+    return EventStreamResponse(stream, NativeDialect(stream.session), headers=stream_headers(stream.session))
 
 
 # One handler for both methods: Litestar answers `OPTIONS /v1/stream` with the methods of the first handler
