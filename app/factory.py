@@ -18,6 +18,7 @@ from app.http.auth import ApiKeyGuard
 from app.http.disconnect import ClientGoneError
 from app.http.origins import OriginPolicy, cors_config
 from app.http.page import index, static_asset
+from app.http.responses_api import create_response
 from app.http.routes import (
     cancel_stream,
     chat_completions,
@@ -135,7 +136,7 @@ def create_app(
 
     api = Router(
         path="/",
-        route_handlers=[list_models, chat_completions, stream, cancel_stream],
+        route_handlers=[list_models, chat_completions, create_response, stream, cancel_stream],
         guards=[ApiKeyGuard(settings.api_keys)],
     )
     return _Litestar(
