@@ -358,7 +358,7 @@ class ErrorPayload(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class StreamError(_Event, frozen=True, tag="error"):
-    """The in-band failure, after `response.failed`.
+    """The in-band failure, just before `response.failed`.
 
     OpenAI's own `error` event has been sent both flat (`code`, `message`, `param`) and with the same
     under `error`; both are here. The nested one is what makes the openai SDK raise `APIError`.

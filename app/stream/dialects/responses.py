@@ -4,8 +4,8 @@ A stream is `response.created`, `response.in_progress`, then one output item at 
 (`output_item.added`, `content_part.added`, `output_text.delta`..., `output_text.done`, `content_part.done`,
 `output_item.done`) or a `function_call` (`output_item.added`, `function_call_arguments.delta`...,
 `.done`, `output_item.done`) — and `response.completed` with the usage. A token budget or a content
-filter ends it as `response.incomplete`; a failure after the first token as `response.failed` with the
-output so far, then an `error` event. Every event carries `sequence_number`, counting from 0.
+filter ends it as `response.incomplete`; a failure after the first token as an `error` event, then
+`response.failed` with the output so far. Every event carries `sequence_number`, counting from 0.
 """
 
 from __future__ import annotations
@@ -278,11 +278,13 @@ class ResponsesStreamDialect:
             error=ResponseError(code=detail.code, message=detail.message),
         )
         payload = ErrorPayload(type=detail.type, code=detail.code, message=detail.message, param=detail.param)
-        return self._event(ResponseFailed(sequence_number=0, response=failed)) + self._event(
+        # `error` first: the openai SDK raises on it (so `response.failed` is for raw-event readers), and
+        # the AI SDK reports a stream error once when `error` comes first, twice when it follows.
+        return self._event(
             StreamError(
                 sequence_number=0, code=detail.code, message=detail.message, param=detail.param, error=payload
             )
-        )
+        ) + self._event(ResponseFailed(sequence_number=0, response=failed))
 
     def _event(self, event: ResponseStreamEvent) -> bytes:
         """One event, numbered: its `sequence_number` (0 as built) is the stream's next."""

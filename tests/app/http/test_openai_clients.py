@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 import jsonschema
@@ -17,9 +16,6 @@ import openai
 import pydantic
 import pytest
 
-from app.settings import Secret
-from providers.openai import OpenAIProvider
-from tests.app.conftest import AppFactory, ServeFactory
 from tests.support.tools import NODE_PROJECT, node_script_runner
 
 if TYPE_CHECKING:
@@ -56,27 +52,6 @@ class Day(pydantic.BaseModel):
 
 
 Forecast.model_rebuild()
-
-
-@pytest.fixture(params=["mock", "openai-provider"])
-def base_url(request: pytest.FixtureRequest, make_app: AppFactory, serve: ServeFactory) -> Iterator[str]:
-    """The `/v1` URL of the app under test: serving the mock, or the OpenAI provider chained to it."""
-    with serve(make_app()) as upstream:
-        if request.param == "mock":
-            yield f"{upstream.base_url}/v1"
-            return
-        provider = OpenAIProvider(api_key="sk-chained", base_url=f"{upstream.base_url}/v1", max_retries=0)
-        chained = make_app(
-            provider, provider="openai", openai_api_key=Secret("sk-chained"), default_model="mock"
-        )
-        with serve(chained) as server:
-            yield f"{server.base_url}/v1"
-
-
-@pytest.fixture
-def client(base_url: str) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=base_url, api_key="x", max_retries=0, timeout=15) as sdk:
-        yield sdk
 
 
 def test_a_three_turn_conversation_re_sends_the_messages_it_was_given(client: openai.OpenAI) -> None:
