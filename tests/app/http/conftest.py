@@ -28,6 +28,7 @@ def base_url(request: pytest.FixtureRequest, make_app: AppFactory, serve: ServeF
 
 
 @pytest.fixture
-def client(base_url: str) -> Iterator[openai.OpenAI]:
+def sdk(base_url: str) -> Iterator[openai.OpenAI]:
+    """The openai SDK's client of the app under test (`base_url`)."""
     with openai.OpenAI(base_url=base_url, api_key="x", max_retries=0, timeout=15) as sdk:
         yield sdk

@@ -130,8 +130,8 @@ def test_the_first_chat_chunk_arrives_before_the_provider_finishes(
 
 
 def _is_token(data: dict[str, Any]) -> bool:
-    """A native `delta` event or a chat chunk with content (not the opening role-only chunk)."""
-    if data.get("type") == "delta":
+    """A native `delta`, a Responses text delta, or a chat chunk with content (not the role-only one)."""
+    if data.get("type") in ("delta", "response.output_text.delta"):
         return True
     choices = data.get("choices") or [{}]
     return bool(choices[0].get("delta", {}).get("content"))
@@ -142,6 +142,7 @@ def _is_token(data: dict[str, Any]) -> bool:
     [
         ("/v1/stream", {"messages": user(_PROMPT), "mock": {"delay_ms": 20}}),
         ("/v1/chat/completions", {"messages": user(_PROMPT), "stream": True, "mock": {"delay_ms": 20}}),
+        ("/v1/responses", {"input": _PROMPT, "stream": True, "mock": {"delay_ms": 20}}),
     ],
 )
 def test_a_client_that_disconnects_mid_stream_cancels_the_generation(

@@ -54,12 +54,12 @@ class Day(pydantic.BaseModel):
 Forecast.model_rebuild()
 
 
-def test_a_three_turn_conversation_re_sends_the_messages_it_was_given(client: openai.OpenAI) -> None:
+def test_a_three_turn_conversation_re_sends_the_messages_it_was_given(sdk: openai.OpenAI) -> None:
     messages: list[Any] = [{"role": "system", "content": "You are terse."}]
     answers = []
     for turn in ("First question?", "And a second?", "A third, then."):
         messages.append({"role": "user", "content": turn})
-        completion = client.chat.completions.create(model="mock", messages=messages)
+        completion = sdk.chat.completions.create(model="mock", messages=messages)
         message = completion.choices[0].message
         answers.append(message.content)
         # The loop every chat app has: the returned message object itself goes back as the next turn.
@@ -70,12 +70,12 @@ def test_a_three_turn_conversation_re_sends_the_messages_it_was_given(client: op
     assert len(set(answers)) == 3
 
 
-def test_a_streamed_conversation_re_sends_the_accumulated_message(client: openai.OpenAI) -> None:
+def test_a_streamed_conversation_re_sends_the_accumulated_message(sdk: openai.OpenAI) -> None:
     messages: list[Any] = [{"role": "user", "content": "Hello?"}]
-    with client.chat.completions.stream(model="mock", messages=messages) as stream:
+    with sdk.chat.completions.stream(model="mock", messages=messages) as stream:
         first = stream.get_final_completion().choices[0].message
     messages += [first, {"role": "user", "content": "More, please."}]
-    with client.chat.completions.stream(model="mock", messages=messages) as stream:
+    with sdk.chat.completions.stream(model="mock", messages=messages) as stream:
         second = stream.get_final_completion().choices[0]
 
     assert second.finish_reason == "stop"
@@ -89,9 +89,9 @@ def _tool_arguments(arguments: str) -> dict[str, Any]:
     return parsed
 
 
-def test_tools_streamed_give_a_tool_call_whose_arguments_validate(client: openai.OpenAI) -> None:
+def test_tools_streamed_give_a_tool_call_whose_arguments_validate(sdk: openai.OpenAI) -> None:
     messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": _ASK}]
-    with client.chat.completions.stream(model="mock", messages=messages, tools=[WEATHER_TOOL]) as stream:
+    with sdk.chat.completions.stream(model="mock", messages=messages, tools=[WEATHER_TOOL]) as stream:
         pieces = [event for event in stream if event.type == "tool_calls.function.arguments.delta"]
         completion = stream.get_final_completion()
 
@@ -105,9 +105,9 @@ def test_tools_streamed_give_a_tool_call_whose_arguments_validate(client: openai
     assert len(pieces) > 1  # streamed as several fragments, accumulated by the SDK
 
 
-def test_tools_whole_then_the_tool_result_round_trip_gives_text(client: openai.OpenAI) -> None:
+def test_tools_whole_then_the_tool_result_round_trip_gives_text(sdk: openai.OpenAI) -> None:
     messages: list[Any] = [{"role": "user", "content": _ASK}]
-    completion = client.chat.completions.create(model="mock", messages=messages, tools=[WEATHER_TOOL])
+    completion = sdk.chat.completions.create(model="mock", messages=messages, tools=[WEATHER_TOOL])
     choice = completion.choices[0]
     assert choice.finish_reason == "tool_calls"
     assert choice.message.content is None
@@ -117,19 +117,19 @@ def test_tools_whole_then_the_tool_result_round_trip_gives_text(client: openai.O
 
     result = json.dumps({"location": arguments["location"], "forecast": "sunny, 24 degrees"})
     messages += [choice.message, {"role": "tool", "tool_call_id": call.id, "content": result}]
-    answer = client.chat.completions.create(model="mock", messages=messages, tools=[WEATHER_TOOL])
+    answer = sdk.chat.completions.create(model="mock", messages=messages, tools=[WEATHER_TOOL])
 
     assert answer.choices[0].finish_reason == "stop"
     assert answer.choices[0].message.tool_calls is None
     assert result in (answer.choices[0].message.content or "")
 
 
-def test_a_named_tool_choice_is_the_tool_called(client: openai.OpenAI) -> None:
+def test_a_named_tool_choice_is_the_tool_called(sdk: openai.OpenAI) -> None:
     other: ChatCompletionToolParam = {
         "type": "function",
         "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}},
     }
-    completion = client.chat.completions.create(
+    completion = sdk.chat.completions.create(
         model="mock",
         messages=[{"role": "user", "content": _ASK}],
         tools=[other, WEATHER_TOOL],
@@ -140,8 +140,8 @@ def test_a_named_tool_choice_is_the_tool_called(client: openai.OpenAI) -> None:
     assert (call.function.name, json.loads(call.function.arguments)) == ("get_time", {})
 
 
-def test_parse_with_a_pydantic_model_gives_a_valid_instance(client: openai.OpenAI) -> None:
-    completion = client.chat.completions.parse(
+def test_parse_with_a_pydantic_model_gives_a_valid_instance(sdk: openai.OpenAI) -> None:
+    completion = sdk.chat.completions.parse(
         model="mock", messages=[{"role": "user", "content": "Forecast for Lyon"}], response_format=Forecast
     )
     parsed = completion.choices[0].message.parsed
@@ -149,9 +149,9 @@ def test_parse_with_a_pydantic_model_gives_a_valid_instance(client: openai.OpenA
     assert completion.choices[0].finish_reason == "stop"
 
 
-def test_a_json_schema_response_format_streams_a_valid_document(client: openai.OpenAI) -> None:
+def test_a_json_schema_response_format_streams_a_valid_document(sdk: openai.OpenAI) -> None:
     schema = Forecast.model_json_schema()
-    stream = client.chat.completions.create(
+    stream = sdk.chat.completions.create(
         model="mock",
         messages=[{"role": "user", "content": "Forecast for Lyon"}],
         response_format={"type": "json_schema", "json_schema": {"name": "forecast", "schema": schema}},
@@ -163,8 +163,8 @@ def test_a_json_schema_response_format_streams_a_valid_document(client: openai.O
     jsonschema.validate(json.loads(text), schema)
 
 
-def test_json_object_mode_gives_a_json_object(client: openai.OpenAI) -> None:
-    completion = client.chat.completions.create(
+def test_json_object_mode_gives_a_json_object(sdk: openai.OpenAI) -> None:
+    completion = sdk.chat.completions.create(
         model="mock",
         messages=[{"role": "user", "content": "Answer in JSON"}],
         response_format={"type": "json_object"},
@@ -172,8 +172,8 @@ def test_json_object_mode_gives_a_json_object(client: openai.OpenAI) -> None:
     assert isinstance(json.loads(completion.choices[0].message.content or ""), dict)
 
 
-def test_an_image_url_part_is_accepted(client: openai.OpenAI) -> None:
-    completion = client.chat.completions.create(
+def test_an_image_url_part_is_accepted(sdk: openai.OpenAI) -> None:
+    completion = sdk.chat.completions.create(
         model="mock",
         messages=[
             {
@@ -191,10 +191,10 @@ def test_an_image_url_part_is_accepted(client: openai.OpenAI) -> None:
     assert completion.choices[0].message.content
 
 
-def test_n_gives_that_many_distinct_choices_streamed_and_whole(client: openai.OpenAI) -> None:
+def test_n_gives_that_many_distinct_choices_streamed_and_whole(sdk: openai.OpenAI) -> None:
     messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Two answers, please"}]
-    whole = client.chat.completions.create(model="mock", messages=messages, n=2)
-    stream = client.chat.completions.create(model="mock", messages=messages, n=2, stream=True)
+    whole = sdk.chat.completions.create(model="mock", messages=messages, n=2)
+    stream = sdk.chat.completions.create(model="mock", messages=messages, n=2, stream=True)
     texts: dict[int, str] = {}
     finishes: dict[int, str] = {}
     indexes: list[int] = []
@@ -215,8 +215,8 @@ def test_n_gives_that_many_distinct_choices_streamed_and_whole(client: openai.Op
     assert indexes.index(1) < len(indexes) - indexes[::-1].index(0) - 1
 
 
-def test_fields_of_newer_sdks_are_accepted(client: openai.OpenAI) -> None:
-    completion = client.chat.completions.create(
+def test_fields_of_newer_sdks_are_accepted(sdk: openai.OpenAI) -> None:
+    completion = sdk.chat.completions.create(
         model="mock",
         messages=[{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
         store=False,
@@ -233,18 +233,18 @@ def test_fields_of_newer_sdks_are_accepted(client: openai.OpenAI) -> None:
     assert completion.choices[0].finish_reason == "stop"
 
 
-def test_a_misspelt_field_is_a_400_naming_it(client: openai.OpenAI) -> None:
+def test_a_misspelt_field_is_a_400_naming_it(sdk: openai.OpenAI) -> None:
     # From the mock, which has no upstream to judge it; through the OpenAI provider, from that upstream.
     with pytest.raises(openai.BadRequestError) as raised:
-        client.chat.completions.create(
+        sdk.chat.completions.create(
             model="mock", messages=[{"role": "user", "content": "Hi"}], extra_body={"temprature": 0.2}
         )
     assert "temprature" in str(raised.value)
 
 
-def test_models_are_listed(client: openai.OpenAI) -> None:
+def test_models_are_listed(sdk: openai.OpenAI) -> None:
     # Through the OpenAI provider without OPENAI_MODELS: the upstream's own list.
-    assert [model.id for model in client.models.list()] == ["mock"]
+    assert [model.id for model in sdk.models.list()] == ["mock"]
 
 
 # --- LangChain (`langchain-openai`) ---

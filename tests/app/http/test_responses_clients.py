@@ -56,7 +56,7 @@ def mock_base_url(make_app: AppFactory, serve: ServeFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def mock_client(mock_base_url: str) -> Iterator[openai.OpenAI]:
+def mock_sdk(mock_base_url: str) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=mock_base_url, api_key="x", max_retries=0, timeout=15) as sdk:
         yield sdk
 
@@ -66,8 +66,8 @@ def _collapsed(types: Sequence[str]) -> list[str]:
     return [kind for position, kind in enumerate(types) if position == 0 or types[position - 1] != kind]
 
 
-def test_a_stream_has_the_documented_events_in_order_numbered_from_zero(client: openai.OpenAI) -> None:
-    events = list(client.responses.create(model="mock", input=PROMPT, stream=True))
+def test_a_stream_has_the_documented_events_in_order_numbered_from_zero(sdk: openai.OpenAI) -> None:
+    events = list(sdk.responses.create(model="mock", input=PROMPT, stream=True))
 
     assert _collapsed([event.type for event in events]) == TEXT_EVENTS
     assert [event.sequence_number for event in events] == list(range(len(events)))
@@ -86,11 +86,11 @@ def test_a_stream_has_the_documented_events_in_order_numbered_from_zero(client: 
     assert response.id.startswith("resp_")
 
 
-def test_the_stream_helper_accumulates_what_the_whole_response_says(client: openai.OpenAI) -> None:
-    with client.responses.stream(model="mock", input=PROMPT, instructions="Be brief.") as stream:
+def test_the_stream_helper_accumulates_what_the_whole_response_says(sdk: openai.OpenAI) -> None:
+    with sdk.responses.stream(model="mock", input=PROMPT, instructions="Be brief.") as stream:
         texts = [event.delta for event in stream if event.type == "response.output_text.delta"]
         final = stream.get_final_response()
-    whole = client.responses.create(model="mock", input=PROMPT, instructions="Be brief.")
+    whole = sdk.responses.create(model="mock", input=PROMPT, instructions="Be brief.")
 
     assert final.output_text == whole.output_text == "".join(texts)
     assert whole.object == "response"
@@ -101,10 +101,8 @@ def test_the_stream_helper_accumulates_what_the_whole_response_says(client: open
     assert message.status == "completed"
 
 
-def test_a_function_tool_streams_a_function_call_item_whose_arguments_validate(client: openai.OpenAI) -> None:
-    with client.responses.stream(
-        model="mock", input=PROMPT, tools=[WEATHER_TOOL], tool_choice="required"
-    ) as s:
+def test_a_function_tool_streams_a_function_call_item_whose_arguments_validate(sdk: openai.OpenAI) -> None:
+    with sdk.responses.stream(model="mock", input=PROMPT, tools=[WEATHER_TOOL], tool_choice="required") as s:
         types = [event.type for event in s]
         final = s.get_final_response()
 
@@ -125,8 +123,8 @@ def test_a_function_tool_streams_a_function_call_item_whose_arguments_validate(c
     assert types.count("response.function_call_arguments.delta") > 1
 
 
-def test_the_function_call_output_round_trip_is_answered_in_text(client: openai.OpenAI) -> None:
-    first = client.responses.create(model="mock", input=PROMPT, tools=[WEATHER_TOOL], tool_choice="required")
+def test_the_function_call_output_round_trip_is_answered_in_text(sdk: openai.OpenAI) -> None:
+    first = sdk.responses.create(model="mock", input=PROMPT, tools=[WEATHER_TOOL], tool_choice="required")
     [call] = first.output
     assert call.type == "function_call"
     # What apps do: the output items go back as input, followed by the result of each call.
@@ -134,18 +132,18 @@ def test_the_function_call_output_round_trip_is_answered_in_text(client: openai.
     history += [item.model_dump(exclude_none=True) for item in first.output]
     history.append({"type": "function_call_output", "call_id": call.call_id, "output": "sunny, 24 degrees"})
 
-    answer = client.responses.create(model="mock", input=history, tools=[WEATHER_TOOL])
+    answer = sdk.responses.create(model="mock", input=history, tools=[WEATHER_TOOL])
 
     assert "sunny, 24 degrees" in answer.output_text
     assert answer.output[0].type == "message"
 
 
-def test_a_conversation_re_sends_the_output_it_was_given(client: openai.OpenAI) -> None:
+def test_a_conversation_re_sends_the_output_it_was_given(sdk: openai.OpenAI) -> None:
     history: list[Any] = []
     answers = []
     for turn in ("First question?", "And a second?"):
         history.append({"role": "user", "content": [{"type": "input_text", "text": turn}]})
-        response = client.responses.create(model="mock", input=history)
+        response = sdk.responses.create(model="mock", input=history)
         answers.append(response.output_text)
         history += [item.model_dump(exclude_none=True) for item in response.output]
 
@@ -158,15 +156,15 @@ class Forecast(pydantic.BaseModel):
     unit: str
 
 
-def test_parse_with_a_text_format_gives_a_valid_instance(client: openai.OpenAI) -> None:
-    parsed = client.responses.parse(model="mock", input=PROMPT, text_format=Forecast)
+def test_parse_with_a_text_format_gives_a_valid_instance(sdk: openai.OpenAI) -> None:
+    parsed = sdk.responses.parse(model="mock", input=PROMPT, text_format=Forecast)
 
     assert isinstance(parsed.output_parsed, Forecast)
 
 
-def test_a_failure_after_the_first_token_makes_the_sdk_raise(mock_client: openai.OpenAI) -> None:
+def test_a_failure_after_the_first_token_makes_the_sdk_raise(mock_sdk: openai.OpenAI) -> None:
     seen: list[str] = []
-    stream = mock_client.responses.create(
+    stream = mock_sdk.responses.create(
         model="mock", input=PROMPT, stream=True, extra_body={"mock": {"fail_after": 3}}
     )
     with pytest.raises(openai.APIError, match="mock failure injected after 3 deltas"):
@@ -175,16 +173,16 @@ def test_a_failure_after_the_first_token_makes_the_sdk_raise(mock_client: openai
     assert seen.count("response.output_text.delta") == 3
 
 
-def test_a_rate_limit_before_the_first_token_is_a_rate_limit_error(mock_client: openai.OpenAI) -> None:
+def test_a_rate_limit_before_the_first_token_is_a_rate_limit_error(mock_sdk: openai.OpenAI) -> None:
     with pytest.raises(openai.RateLimitError):
-        mock_client.responses.create(
+        mock_sdk.responses.create(
             model="mock", input=PROMPT, stream=True, extra_body={"mock": {"error": "rate_limit"}}
         )
 
 
-def test_a_token_budget_ends_the_response_as_incomplete(client: openai.OpenAI) -> None:
-    events = list(client.responses.create(model="mock", input=PROMPT, stream=True, max_output_tokens=5))
-    whole = client.responses.create(model="mock", input=PROMPT, max_output_tokens=5)
+def test_a_token_budget_ends_the_response_as_incomplete(sdk: openai.OpenAI) -> None:
+    events = list(sdk.responses.create(model="mock", input=PROMPT, stream=True, max_output_tokens=5))
+    whole = sdk.responses.create(model="mock", input=PROMPT, max_output_tokens=5)
 
     last = events[-1]
     assert last.type == "response.incomplete"
@@ -260,7 +258,7 @@ def test_langchain_tools_with_the_responses_api(base_url: str) -> None:
 
 
 def test_the_ai_sdk_streams_text_and_tool_calls_from_the_responses_api(
-    mock_base_url: str, mock_client: openai.OpenAI
+    mock_base_url: str, mock_sdk: openai.OpenAI
 ) -> None:
     node = node_script_runner("@ai-sdk/openai")
     if node is None:
@@ -277,7 +275,7 @@ def test_the_ai_sdk_streams_text_and_tool_calls_from_the_responses_api(
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
     # The AI SDK sends the prompt as an input_text part; the same input, whole, through the openai SDK.
-    expected = mock_client.responses.create(
+    expected = mock_sdk.responses.create(
         model="mock", input=[{"role": "user", "content": [{"type": "input_text", "text": PROMPT}]}]
     )
 
