@@ -28,6 +28,14 @@ from app.schemas import (
     StreamEvent,
     StreamRequest,
 )
+from app.schemas_responses import (
+    FunctionCallItem,
+    FunctionCallOutputItem,
+    InputMessage,
+    ResponseObject,
+    ResponsesRequest,
+    ResponseStreamEvent,
+)
 from app.settings import Settings
 
 _REF: Final = "#/components/schemas/{name}"
@@ -60,15 +68,19 @@ def openapi_document(settings: Settings, *, forwards_extra: bool = False) -> byt
     fields beyond the typed ones)."""
     schemas, components = msgspec.json.schema_components(
         (ChatCompletionRequest, StreamRequest, ChatCompletion, ChatCompletionChunk, StreamEvent, ModelList,
-         CancelAccepted, Health, ErrorBody),
+         CancelAccepted, Health, ErrorBody, ResponsesRequest, ResponseObject, ResponseStreamEvent,
+         InputMessage, FunctionCallItem, FunctionCallOutputItem),
         ref_template=_REF,
     )  # fmt: skip
-    components["StreamEvent"] = schemas[4]  # a union: msgspec inlines it, the streams refer to it by name
+    # Unions: msgspec inlines them, the streams refer to them by name.
+    components["StreamEvent"] = schemas[4]
+    components["ResponseStreamEvent"] = schemas[11]
     # The server's own cap on tokens, which the Structs cannot know.
     for name, field in (
         ("ChatCompletionRequest", "max_tokens"),
         ("ChatCompletionRequest", "max_completion_tokens"),
         ("StreamRequest", "max_tokens"),
+        ("ResponsesRequest", "max_output_tokens"),
     ):
         _cap(components[name]["properties"][field], settings.max_tokens_limit)
     _describe_what_the_decoder_cannot(components, forwards_extra=forwards_extra)
@@ -97,6 +109,31 @@ def openapi_document(settings: Settings, *, forwards_extra: bool = False) -> byt
                         },
                     },
                     errors={**_INPUT_ERRORS, **_UPSTREAM_ERRORS},
+                    secured=secured,
+                )
+            },
+            "/v1/responses": {
+                "post": _operation(
+                    "createResponse",
+                    "OpenAI Responses API",
+                    tags=["openai"],
+                    body="ResponsesRequest",
+                    ok={
+                        "description": "`stream: false`: one `response` object; `stream: true`: the "
+                        "Responses API's events, each named by its `type` and numbered by `sequence_number`.",
+                        "headers": _STREAM_ID_HEADER,
+                        "content": {
+                            "application/json": {"schema": _ref("ResponseObject")},
+                            "text/event-stream": _event_stream("ResponseStreamEvent"),
+                        },
+                    },
+                    errors={
+                        **_INPUT_ERRORS,
+                        "400": _INPUT_ERRORS["400"] + "; server-side state (`store: true`, "
+                        "`previous_response_id`, `conversation`, `item_reference` items) is "
+                        "`unsupported_parameter`",
+                        **_UPSTREAM_ERRORS,
+                    },
                     secured=secured,
                 )
             },
@@ -176,7 +213,7 @@ def openapi_document(settings: Settings, *, forwards_extra: bool = False) -> byt
 
 # A tagged Struct decoded on its own (not as one branch of a union) takes its tag as optional: the one
 # kind there is needs no naming, so `{"function": {...}}` is a tool. The schemas say so too.
-_SOLE_KIND_TAGGED = ("Tool", "NamedToolChoice", "EchoedToolCall")
+_SOLE_KIND_TAGGED = ("Tool", "NamedToolChoice", "EchoedToolCall", "FunctionTool", "FunctionToolChoice")
 
 
 def _describe_what_the_decoder_cannot(components: dict[str, Any], *, forwards_extra: bool) -> None:
@@ -193,12 +230,60 @@ def _describe_what_the_decoder_cannot(components: dict[str, Any], *, forwards_ex
         if any(branch.get("type") == "null" for branch in content.get("anyOf", [])):
             branches.append({"type": "null"})
         components[name]["properties"]["content"] = {"anyOf": branches}
+    _describe_responses_input(components)
     if not forwards_extra:
         # Nobody to forward other fields to: the standard names the provider ignores, and nothing else.
         request = components["ChatCompletionRequest"]
         for field in sorted(OPENAI_UNTYPED_FIELDS):
             request["properties"].setdefault(field, {"description": "Accepted and ignored by this provider"})
         request["additionalProperties"] = False
+
+
+def _describe_responses_input(components: dict[str, Any]) -> None:
+    """`POST /v1/responses` as `app.http.responses_input` reads it: its items one by one, by role.
+
+    The Struct takes `input` as a list of anything (a message item may leave out its `type`, so the items
+    are decoded one by one); the state-keeping fields are typed so that they can be refused by name.
+    """
+    request = components["ResponsesRequest"]["properties"]
+    items = {"anyOf": [_ref(name) for name in ("InputMessage", "FunctionCallItem", "FunctionCallOutputItem")]}
+    request["input"] = {"anyOf": [{"type": "string"}, {"type": "array", "minItems": 1, "items": items}]}
+    for field in ("store", "background"):
+        request[field] = {
+            "description": "Server-side state is not kept: false, null or absent",
+            "anyOf": [{"const": False}, {"type": "null"}],
+        }
+    for field in ("previous_response_id", "conversation"):
+        request[field] = {"description": "Server-side state is not kept: refused (400)", "type": "null"}
+    # What each role may carry; an image is by URL (or data: URL), a file by its bytes or an upload id.
+    message = components["InputMessage"]
+    components["InputImage"]["required"] = ["image_url"]
+    components["InputImage"]["properties"].pop("file_id")
+    components["InputFile"]["properties"].pop("file_url")
+    part = {
+        name: _ref(name)
+        for name in ("InputText", "InputImage", "InputFile", "OutputTextPart", "RefusalContent")
+    }
+    by_role = {
+        ("system", "developer"): ["InputText"],
+        ("user",): ["InputText", "InputImage", "InputFile"],
+        ("assistant",): ["OutputTextPart", "RefusalContent", "InputText"],
+    }
+    variants = []
+    for roles, kinds in by_role.items():
+        variant = {**message, "properties": dict(message["properties"])}
+        variant["properties"]["role"] = {"enum": list(roles)}
+        parts = {"type": "array", "items": {"anyOf": [part[kind] for kind in kinds]}}
+        variant["properties"]["content"] = {"anyOf": [{"type": "string"}, parts]}
+        variants.append(variant)
+    components["InputMessage"] = {"anyOf": variants, "title": message.get("title", "InputMessage")}
+    output = components["FunctionCallOutputItem"]["properties"]
+    output["output"] = {
+        "anyOf": [
+            {"type": "string"},
+            {"type": "array", "items": {"anyOf": [part["InputText"], part["InputImage"], part["InputFile"]]}},
+        ]
+    }
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -270,11 +355,14 @@ def _native_stream_ok() -> dict[str, Any]:
     return {
         "description": "Named events `start`, `delta`..., then `done` or `error`, each with an `id:`; the "
         "`event:` name is the `type` of the JSON data. `: ping` comments keep an idle stream open.",
-        "headers": {
-            "X-Stream-Id": {"description": "For `POST /v1/streams/{id}/cancel`", "schema": {"type": "string"}}
-        },
+        "headers": _STREAM_ID_HEADER,
         "content": {"text/event-stream": _event_stream("StreamEvent")},
     }
+
+
+_STREAM_ID_HEADER: Final = {
+    "X-Stream-Id": {"description": "For `POST /v1/streams/{id}/cancel`", "schema": {"type": "string"}}
+}
 
 
 def _auth_errors(secured: bool) -> dict[str, str]:

@@ -155,13 +155,15 @@ def _decode_item(raw: Any, index: int) -> InputItem:
     if not isinstance(raw, dict):
         raise INVALID_REQUEST(f"{where} must be an object (a message or a function call item)", param=where)
     kind = raw.get("type", "message")
+    if not isinstance(kind, str):
+        raise INVALID_REQUEST(f"{where}.type must be a string naming the item kind", param=f"{where}.type")
     if kind in _STATEFUL_ITEMS:
         raise UNSUPPORTED_PARAMETER(
             f"{where}: `{kind}` items are not supported; {_NO_STATE} (with the AI SDK: "
             "providerOptions.openai.store = false)",
             param=f"{where}.type",
         )
-    struct = _ITEM_KINDS.get(kind) if isinstance(kind, str) else None
+    struct = _ITEM_KINDS.get(kind)
     if struct is None:
         raise UNSUPPORTED_PARAMETER(
             f"{where} is a {kind!r} item; this service takes {', '.join(_ITEM_KINDS)} items",

@@ -169,6 +169,7 @@ def test_tools_tool_choice_and_a_json_schema_format_are_mapped(
     [
         ({"input": []}, 400, "invalid_value", "input"),
         ({"input": ["hi"]}, 400, None, "input[0]"),
+        ({"input": [{"type": {}, "call_id": "0", "output": ""}]}, 400, None, "input[0].type"),
         ({"input": [{"type": "web_search_call", "id": "x"}]}, 400, "unsupported_parameter", "input[0].type"),
         ({"input": [{"type": "reasoning", "id": "rs_1"}]}, 400, "unsupported_parameter", "input[0].type"),
         (
