@@ -224,9 +224,8 @@ def test_snap_start_waits_for_the_restore_before_the_first_invocation(
 def test_the_responses_api_streams_through_the_same_runtime(
     fake: FakeRuntimeApi, start_runtime: StartRuntime
 ) -> None:
-    start_runtime()
-    body = {"input": PROMPT, "stream": True, "max_output_tokens": 8, "mock": {"delay_ms": 40}}
-    request_id = fake.invoke(function_url_event("POST", "/v1/responses", body))
+    start_runtime(MOCK_TOKEN_DELAY_MS="40")
+    request_id = fake.invoke(load_event("function-url-responses.json"))
 
     response = fake.response(request_id, timeout_s=30)
 
@@ -235,10 +234,10 @@ def test_the_responses_api_streams_through_the_same_runtime(
     assert prelude["headers"]["content-type"] == "text/event-stream; charset=utf-8"
     frames = frames_of(response)
     kinds = [f.event for f in frames]
-    assert kinds.count("response.output_text.delta") == 8
+    assert kinds.count("response.output_text.delta") == 24  # the event's max_output_tokens
     assert kinds[0] == "response.created"
     assert kinds[-1] == "response.incomplete"  # the token budget ended it
     # Each delta left as its own chunk, while the provider was still producing the next.
     deltas = [c for c in response.chunks if b"response.output_text.delta" in c.data]
-    assert len(deltas) == 8
+    assert len(deltas) == 24
     assert deltas[-1].at - deltas[0].at > 0.2
