@@ -22,11 +22,13 @@ from providers.protocol import (
     JsonSchemaFormat,
     NamedToolChoice,
     RefusalPart,
+    TextDelta,
     TextPart,
     ToolCall,
+    ToolCallDelta,
 )
 from tests.app.conftest import AppFactory, LogCapture
-from tests.app.helpers import Hang, ScriptedProvider, deltas, finish
+from tests.app.helpers import Hang, ScriptedProvider, Step, deltas, finish
 from tests.support.sse import events, parse_frames
 
 PROMPT = "Explain server-sent events"
@@ -274,3 +276,64 @@ def test_the_api_key_guard_covers_the_endpoint(make_app: AppFactory) -> None:
     assert refused.json()["error"]["code"] == "invalid_api_key"
     assert served.status_code == 200
     assert msgspec.json.decode(served.content)["status"] == "completed"
+
+
+def test_output_items_open_one_at_a_time_in_order(make_app: AppFactory) -> None:
+    script: list[Step] = [
+        TextDelta("Let me look."),
+        ToolCallDelta(index=0, id="call_a", name="get_weather", arguments='{"city":'),
+        ToolCallDelta(index=0, arguments='"Lyon"}'),
+        ToolCallDelta(index=1, id="call_b", name="get_time", arguments="{}"),
+        TextDelta("Done."),
+        finish(5, reason="tool_calls"),
+    ]
+    with TestClient(make_app(ScriptedProvider(script))) as client:
+        streamed = client.post("/v1/responses", json={"input": PROMPT, "stream": True})
+        whole = client.post("/v1/responses", json={"input": PROMPT}).json()
+
+    frames = [frame.json() for frame in events(parse_frames(streamed.content))]
+    opened_and_closed = [
+        (frame["type"], frame["output_index"])
+        for frame in frames
+        if frame["type"] in ("response.output_item.added", "response.output_item.done")
+    ]
+    assert opened_and_closed == [
+        ("response.output_item.added", 0),
+        ("response.output_item.done", 0),
+        ("response.output_item.added", 1),
+        ("response.output_item.done", 1),
+        ("response.output_item.added", 2),
+        ("response.output_item.done", 2),
+        ("response.output_item.added", 3),
+        ("response.output_item.done", 3),
+    ]
+    final = frames[-1]["response"]
+    summary = [(item["type"], item.get("call_id"), item.get("arguments")) for item in whole["output"]]
+    assert summary == [
+        ("message", None, None),
+        ("function_call", "call_a", '{"city":"Lyon"}'),
+        ("function_call", "call_b", "{}"),
+        ("message", None, None),
+    ]
+    # Streamed or whole, the same output.
+    assert [{k: v for k, v in item.items() if k != "id"} for item in final["output"]] == [
+        {k: v for k, v in item.items() if k != "id"} for item in whole["output"]
+    ]
+
+
+def test_a_provider_returning_to_an_earlier_call_ends_the_stream_with_an_internal_error(
+    make_app: AppFactory, log_capture: LogCapture
+) -> None:
+    script: list[Step] = [
+        ToolCallDelta(index=0, id="call_a", name="a", arguments="{"),
+        ToolCallDelta(index=1, id="call_b", name="b", arguments="{}"),
+        ToolCallDelta(index=0, arguments="}"),
+        finish(3, reason="tool_calls"),
+    ]
+    with TestClient(make_app(ScriptedProvider(script))) as client:
+        response = client.post("/v1/responses", json={"input": PROMPT, "stream": True})
+
+    frames = [frame.json() for frame in events(parse_frames(response.content))]
+    assert [frame["type"] for frame in frames[-2:]] == ["error", "response.failed"]
+    assert frames[-2]["code"] == "internal_error"
+    assert [event["exc_type"] for event in log_capture.events("stream_crashed")] == ["RuntimeError"]
