@@ -213,14 +213,18 @@ def test_server_side_state_is_refused_by_name(base_url: str, fields: dict[str, A
     assert "server-side" in error["message"] or "streams while" in error["message"]
 
 
-def test_langchain_with_the_responses_api_streams_and_continues(base_url: str) -> None:
-    model = ChatOpenAI(
+def _langchain_responses(base_url: str) -> ChatOpenAI:
+    return ChatOpenAI(
         model="mock",
         base_url=base_url,
         api_key=pydantic.SecretStr("x"),
         use_responses_api=True,
         max_retries=0,
     )
+
+
+def test_langchain_with_the_responses_api_streams_and_continues(base_url: str) -> None:
+    model = _langchain_responses(base_url)
     chunks = list(model.stream(PROMPT))
     whole = chunks[0]
     for chunk in chunks[1:]:
@@ -240,13 +244,7 @@ def test_langchain_tools_with_the_responses_api(base_url: str) -> None:
         """The forecast for a city, in celsius or fahrenheit."""
         return "sunny"
 
-    model = ChatOpenAI(
-        model="mock",
-        base_url=base_url,
-        api_key=pydantic.SecretStr("x"),
-        use_responses_api=True,
-        max_retries=0,
-    )
+    model = _langchain_responses(base_url)
     call = model.bind_tools([get_weather], tool_choice="required").invoke(PROMPT)
     [tool_call] = call.tool_calls
     assert tool_call["name"] == "get_weather"
