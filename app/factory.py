@@ -14,6 +14,7 @@ from litestar.exceptions import HTTPException
 from litestar.plugins import PluginProtocol
 
 from app.errors import ApiError, for_http_status, internal_error
+from app.http.ai_sdk import ui_chat
 from app.http.auth import ApiKeyGuard
 from app.http.disconnect import ClientGoneError
 from app.http.origins import OriginPolicy, cors_config
@@ -136,7 +137,7 @@ def create_app(
 
     api = Router(
         path="/",
-        route_handlers=[list_models, chat_completions, create_response, stream, cancel_stream],
+        route_handlers=[list_models, chat_completions, create_response, ui_chat, stream, cancel_stream],
         guards=[ApiKeyGuard(settings.api_keys)],
     )
     return _Litestar(

@@ -69,7 +69,7 @@ def _session(provider: Provider, request: ChatRequest) -> StreamSession:
         provider=provider,
         request=request,
         stream_id="stages",
-        endpoint="stream",
+        dialect="stream",
         limits=limits,
         cancels=InMemoryCancelRegistry(),
     )

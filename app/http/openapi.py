@@ -36,6 +36,7 @@ from app.schemas_responses import (
     ResponsesRequest,
     ResponseStreamEvent,
 )
+from app.schemas_ui import UIPART_TYPES, UIChatRequest, UIMessageChunk
 from app.settings import Settings
 
 _REF: Final = "#/components/schemas/{name}"
@@ -69,18 +70,21 @@ def openapi_document(settings: Settings, *, forwards_extra: bool = False) -> byt
     schemas, components = msgspec.json.schema_components(
         (ChatCompletionRequest, StreamRequest, ChatCompletion, ChatCompletionChunk, StreamEvent, ModelList,
          CancelAccepted, Health, ErrorBody, ResponsesRequest, ResponseObject, ResponseStreamEvent,
-         InputMessage, FunctionCallItem, FunctionCallOutputItem),
+         InputMessage, FunctionCallItem, FunctionCallOutputItem, UIChatRequest, UIMessageChunk,
+         *UIPART_TYPES),
         ref_template=_REF,
     )  # fmt: skip
     # Unions: msgspec inlines them, the streams refer to them by name.
     components["StreamEvent"] = schemas[4]
     components["ResponseStreamEvent"] = schemas[11]
+    components["UIMessageChunk"] = schemas[16]
     # The server's own cap on tokens, which the Structs cannot know.
     for name, field in (
         ("ChatCompletionRequest", "max_tokens"),
         ("ChatCompletionRequest", "max_completion_tokens"),
         ("StreamRequest", "max_tokens"),
         ("ResponsesRequest", "max_output_tokens"),
+        ("UIChatRequest", "max_tokens"),
     ):
         _cap(components[name]["properties"][field], settings.max_tokens_limit)
     _describe_what_the_decoder_cannot(components, forwards_extra=forwards_extra)
@@ -134,6 +138,28 @@ def openapi_document(settings: Settings, *, forwards_extra: bool = False) -> byt
                         "`unsupported_parameter`",
                         **_UPSTREAM_ERRORS,
                     },
+                    secured=secured,
+                )
+            },
+            "/api/chat": {
+                "post": _operation(
+                    "uiChat",
+                    "The Vercel AI SDK's UI message stream (useChat)",
+                    tags=["ai-sdk"],
+                    body="UIChatRequest",
+                    ok={
+                        "description": "UI message chunks (`start`, `start-step`, `text-*`, `tool-input-*`, "
+                        "`finish-step`, `finish`; `error` or `abort`) ending with `data: [DONE]`.",
+                        "headers": {
+                            **_STREAM_ID_HEADER,
+                            "x-vercel-ai-ui-message-stream": {
+                                "description": "The protocol's version",
+                                "schema": {"const": "v1"},
+                            },
+                        },
+                        "content": {"text/event-stream": _event_stream("UIMessageChunk")},
+                    },
+                    errors={**_INPUT_ERRORS, **_UPSTREAM_ERRORS},
                     secured=secured,
                 )
             },
@@ -231,6 +257,7 @@ def _describe_what_the_decoder_cannot(components: dict[str, Any], *, forwards_ex
             branches.append({"type": "null"})
         components[name]["properties"]["content"] = {"anyOf": branches}
     _describe_responses_input(components)
+    _describe_ui_parts(components)
     if not forwards_extra:
         # Nobody to forward other fields to: the standard names the provider ignores, and nothing else.
         request = components["ChatCompletionRequest"]
@@ -284,6 +311,14 @@ def _describe_responses_input(components: dict[str, Any]) -> None:
             {"type": "array", "items": {"anyOf": [part["InputText"], part["InputImage"], part["InputFile"]]}},
         ]
     }
+
+
+def _describe_ui_parts(components: dict[str, Any]) -> None:
+    """A `UIMessage`'s parts, which `app.schemas_ui.ui_part` decodes one by one, by their `type`."""
+    parts = components["UIMessage"]["properties"]["parts"]
+    parts["items"] = {"anyOf": [_ref(part.__name__) for part in UIPART_TYPES]}
+    for name, prefix in (("ToolUIPart", "tool-"), ("DataUIPart", "data-")):
+        components[name]["properties"]["type"] = {"type": "string", "pattern": f"^{prefix}"}
 
 
 def _ref(name: str) -> dict[str, str]:

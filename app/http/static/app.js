@@ -1,4 +1,4 @@
-// tokenrelay's browser client: three transports feeding one renderer that appends each token to a single
+// tokenrelay's browser client: four transports feeding one renderer that appends each token to a single
 // text node. No dependencies, no build step; loaded as a module, so it runs in strict mode after parsing.
 
 // After a dropped connection: two more attempts, after these pauses. The server cannot resume a generation,
@@ -10,6 +10,15 @@ const TRANSPORT_LABELS = {
   fetch: "fetch + SSE parser",
   eventsource: "EventSource",
   websocket: "WebSocket",
+  "ai-sdk": "AI SDK UI stream",
+};
+
+// The AI SDK's `finishReason`s, as the other transports (and OpenAI) name them.
+const UI_FINISH_REASONS = {
+  stop: "stop",
+  length: "length",
+  "content-filter": "content_filter",
+  "tool-calls": "tool_calls",
 };
 
 // The tool "Offer a demo tool" puts in the request. The page shows the calls the model makes; it does not
@@ -401,13 +410,18 @@ class SseParser {
   }
 }
 
-async function viaFetch(run) {
+function viaFetch(run) {
+  return postEventStream(run, "/v1/stream", run.request, () => (type, data) => run.handle(type, JSON.parse(data)));
+}
+
+/** POST `body` as JSON and read the event stream of the answer; `reader(response)` makes the event handler. */
+async function postEventStream(run, path, body, reader) {
   let response;
   try {
-    response = await fetch("/v1/stream", {
+    response = await fetch(path, {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "text/event-stream", ...authHeaders(run.apiKey) },
-      body: JSON.stringify(run.request),
+      body: JSON.stringify(body),
       signal: run.signal,
       cache: "no-store",
     });
@@ -416,11 +430,11 @@ async function viaFetch(run) {
     throw new ConnectionLost("could not reach the server");
   }
   if (!response.ok) throw await httpError(response);
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  const parser = new SseParser((type, data) => run.handle(type, JSON.parse(data)));
+  const parser = new SseParser(reader(response));
+  const stream = response.body.pipeThrough(new TextDecoderStream()).getReader();
   try {
     while (!run.ended) {
-      const { value, done } = await reader.read();
+      const { value, done } = await stream.read();
       if (done) break;
       parser.push(value);
     }
@@ -428,9 +442,88 @@ async function viaFetch(run) {
     if (run.signal.aborted) return;
     throw new ConnectionLost("the connection dropped");
   } finally {
-    reader.cancel().catch(() => {});
+    stream.cancel().catch(() => {});
   }
   if (!run.ended) throw new ConnectionLost("the stream ended before its last event");
+}
+
+/** POST /api/chat as the AI SDK's `useChat` does: the prompt as a user UIMessage, the options as body fields. */
+function viaAiSdk(run) {
+  const { messages, ...options } = run.request;
+  promptSeq += 1;
+  const body = {
+    id: "page",
+    trigger: "submit-message",
+    messages: [{ id: `prompt-${promptSeq}`, role: "user", parts: [{ type: "text", text: messages.at(-1).content }] }],
+    ...options,
+  };
+  return postEventStream(run, "/api/chat", body, (response) => {
+    // Known before the first chunk, so that Stop can cancel a stream that is still silent.
+    run.streamId = response.headers.get("X-Stream-Id");
+    const chunks = new UiMessageChunks(run);
+    return (_, data) => chunks.read(data);
+  });
+}
+
+/** The AI SDK's UI message chunks, as the events the other transports give `Run.handle`. */
+class UiMessageChunks {
+  constructor(run) {
+    this.run = run;
+    this.calls = new Map(); // toolCallId -> {index, name}
+    this.metadata = {}; // merged as the SDK merges it: `start`'s, then the end's
+    this.finishReason = null;
+    this.failure = null; // the `errorText` of an `error`, or the `reason` of an `abort`
+  }
+
+  read(data) {
+    if (data === "[DONE]") {
+      this.end();
+      return;
+    }
+    const chunk = JSON.parse(data);
+    switch (chunk.type) {
+      case "start":
+        Object.assign(this.metadata, chunk.messageMetadata);
+        this.run.handle("start", this.metadata);
+        break;
+      case "text-delta":
+        this.run.handle("delta", { text: chunk.delta });
+        break;
+      case "tool-input-start":
+        this.calls.set(chunk.toolCallId, { index: this.calls.size, name: chunk.toolName });
+        break;
+      case "tool-input-delta": {
+        const call = this.calls.get(chunk.toolCallId);
+        this.run.handle("tool_call", { ...call, call_id: chunk.toolCallId, arguments: chunk.inputTextDelta });
+        break;
+      }
+      case "finish":
+        this.finishReason = chunk.finishReason;
+        Object.assign(this.metadata, chunk.messageMetadata);
+        break;
+      case "message-metadata":
+        Object.assign(this.metadata, chunk.messageMetadata);
+        break;
+      case "error":
+        this.failure = chunk.errorText;
+        break;
+      case "abort":
+        this.failure = chunk.reason ?? "the stream was stopped";
+        break;
+      default:
+        // Part boundaries (`text-start`, `start-step`...) and `tool-input-available`: the deltas drew them.
+        break;
+    }
+  }
+
+  end() {
+    const metadata = this.metadata;
+    if (this.failure !== null) {
+      this.run.handle("error", { error: metadata.error ?? { message: this.failure } });
+      return;
+    }
+    this.run.handle("done", { ...metadata, finish_reason: UI_FINISH_REASONS[this.finishReason] ?? this.finishReason });
+  }
 }
 
 function viaEventSource(run) {
@@ -589,7 +682,7 @@ async function viaWebSocket(run) {
   });
 }
 
-const TRANSPORTS = { fetch: viaFetch, eventsource: viaEventSource, websocket: viaWebSocket };
+const TRANSPORTS = { fetch: viaFetch, eventsource: viaEventSource, websocket: viaWebSocket, "ai-sdk": viaAiSdk };
 
 function buildRequest(text) {
   const request = { messages: [{ role: "user", content: text }] };

@@ -8,6 +8,7 @@ whose `frame` is a pure function of the event. The one loop that drives every di
 - `openai_chat.OpenAIChatDialect`: `/v1/chat/completions` with `stream: true`, chunk objects, `[DONE]`
 - `openai_chat.CompletionDialect`: `/v1/chat/completions` with `stream: false`, one `chat.completion`
 - `websocket.WebSocketDialect`: `WS /v1/ws`, one JSON text message per event, with the prompt's id
+- `ui_message.UIMessageStreamDialect`: `POST /api/chat`, the AI SDK's UI message chunks, `[DONE]`
 """
 
 from __future__ import annotations

@@ -41,8 +41,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 TOKEN_DELAY_MS = 25
-TRANSPORTS = ["fetch", "eventsource", "websocket"]
-DIALECTS = {"fetch": "stream", "eventsource": "stream", "websocket": "ws"}
+TRANSPORTS = ["fetch", "eventsource", "websocket", "ai-sdk"]
+DIALECTS = {"fetch": "stream", "eventsource": "stream", "websocket": "ws", "ai-sdk": "ui-message-stream"}
 PROMPT = "Explain server-sent events"
 
 # Installed on the page before a prompt is sent: records every state of #output and #status as it changes.
@@ -259,7 +259,7 @@ def test_an_error_event_is_shown_and_the_partial_answer_kept(
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("transport", ["fetch", "eventsource"])
+@pytest.mark.parametrize("transport", ["fetch", "eventsource", "ai-sdk"])
 def test_heartbeats_before_the_first_token_are_ignored_while_ttft_counts_up(
     page: Page, make_app: AppFactory, serve: ServeFactory, transport: str
 ) -> None:
@@ -279,7 +279,7 @@ def test_heartbeats_before_the_first_token_are_ignored_while_ttft_counts_up(
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("transport", ["fetch", "websocket"])
+@pytest.mark.parametrize("transport", ["fetch", "websocket", "ai-sdk"])
 def test_a_tool_call_is_shown_as_it_streams(
     page: Page, server: RunningServer, log_capture: LogCapture, transport: str
 ) -> None:
@@ -368,7 +368,7 @@ def test_an_http_error_status_is_shown_with_the_servers_message(page: Page, serv
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("transport", ["fetch", "websocket"])
+@pytest.mark.parametrize("transport", ["fetch", "websocket", "ai-sdk"])
 def test_a_new_prompt_cancels_the_one_in_flight(
     page: Page, server: RunningServer, provider: MockProvider, log_capture: LogCapture, transport: str
 ) -> None:
@@ -402,7 +402,7 @@ class CutStreams:
         if self._left == 0 or scope["type"] not in (ScopeType.HTTP, ScopeType.WEBSOCKET):
             await self._app(scope, receive, send)
             return
-        if scope["path"] not in ("/v1/stream", "/v1/ws"):
+        if scope["path"] not in ("/v1/stream", "/v1/ws", "/api/chat"):
             await self._app(scope, receive, send)
             return
         self._left -= 1
@@ -415,7 +415,8 @@ class CutStreams:
                 raise OSError("connection cut by the test")
             payload: Any = message.get("body") or message.get("text") or b""
             payload = payload.encode() if isinstance(payload, str) else payload
-            deltas += payload.count(b'"type":"delta"')  # an SSE frame's data or a WebSocket message
+            # An SSE frame's data or a WebSocket message; the UI message stream's deltas are `text-delta`.
+            deltas += payload.count(b'"type":"delta"') + payload.count(b'"type":"text-delta"')
             if deltas > self._after:
                 cut = True
                 self.cut += 1
@@ -437,8 +438,24 @@ class CutStreams:
 @pytest.mark.browser
 @pytest.mark.parametrize(
     ("transport", "abrupt"),
-    [("fetch", True), ("fetch", False), ("eventsource", True), ("eventsource", False), ("websocket", True)],
-    ids=["fetch-reset", "fetch-ended", "eventsource-reset", "eventsource-ended", "websocket-closed"],
+    [
+        ("fetch", True),
+        ("fetch", False),
+        ("eventsource", True),
+        ("eventsource", False),
+        ("websocket", True),
+        ("ai-sdk", True),
+        ("ai-sdk", False),
+    ],
+    ids=[
+        "fetch-reset",
+        "fetch-ended",
+        "eventsource-reset",
+        "eventsource-ended",
+        "websocket-closed",
+        "ai-sdk-reset",
+        "ai-sdk-ended",
+    ],
 )
 def test_a_dropped_connection_is_retried_and_the_answer_resumed(
     page: Page,
@@ -503,14 +520,15 @@ def test_api_keys_reach_the_server_the_way_each_transport_can_send_them(
 ) -> None:
     with serve(make_app(api_keys=(Secret("sesame"),))) as server:
         open_page(page, server)
-        for transport in ("fetch", "websocket"):
+        for transport in ("fetch", "websocket", "ai-sdk"):
             ask(page, transport=transport, max_tokens=3, api_key="sesame")
             assert wait_for_end(page)[0] == "done", transport
-        ask(page, transport="fetch", max_tokens=3, api_key="wrong")
-        assert wait_for_end(page) == (
-            "error",
-            "The server answered HTTP 401: invalid API key (invalid_api_key).",
-        )
+        for transport in ("fetch", "ai-sdk"):
+            ask(page, transport=transport, max_tokens=3, api_key="wrong")
+            assert wait_for_end(page) == (
+                "error",
+                "The server answered HTTP 401: invalid API key (invalid_api_key).",
+            ), transport
         ask(page, transport="websocket", max_tokens=3, api_key="wrong")
         assert wait_for_end(page) == (
             "error",

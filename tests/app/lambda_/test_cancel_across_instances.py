@@ -22,7 +22,7 @@ from app.settings import Settings
 from app.stream.cancel.dynamodb import DynamoDBCancelRegistry
 from providers.mock import MockProvider
 from tests.app.lambda_.conftest import function_url_event
-from tests.app.lambda_.fake_runtime_api import FakeRuntimeApi, running_fake
+from tests.app.lambda_.fake_runtime_api import DELIMITER, FakeRuntimeApi, running_fake
 from tests.support.sse import events, parse_frames
 from tests.support.timeouts import run_async
 
@@ -89,3 +89,40 @@ def test_a_cancel_served_by_another_instance_ends_the_stream_in_band(cancel_tabl
     assert frames[-1].json()["error"]["code"] == "cancelled"
     assert len(frames) < 500  # stopped long before the 2,000 tokens
     assert stream.trailers == {}  # a cancel is the client's wish, not a failure of the function
+
+
+def test_the_ai_sdk_stream_cancelled_from_another_instance_ends_with_an_abort(cancel_table: str) -> None:
+    # `useChat`'s Stop on Lambda: the function never hears of the closed connection, so the page's cancel
+    # request (served by another instance) is what ends the stream, in the AI SDK's own words.
+    settings = Settings(cancel_table=cancel_table, cancel_poll_interval_s=0.05)
+    body = {
+        "messages": [{"id": "u-1", "role": "user", "parts": [{"type": "text", "text": "a long answer"}]}],
+        "max_tokens": 2000,
+        "mock": {"delay_ms": 20},
+    }
+
+    with running_fake() as fake_a, running_fake() as fake_b:
+        streaming, other = Instance(settings, fake_a), Instance(settings, fake_b)
+        stream_request = fake_a.invoke(function_url_event("POST", "/api/chat", body))
+
+        async def scenario() -> str:
+            serving = asyncio.create_task(streaming.serve_one())
+            started = await asyncio.to_thread(fake_a.wait_for_chunk, stream_request, b'"type":"text-delta"')
+            await streaming.cancels.flush()
+            sent = b"".join(chunk.data for chunk in started.chunks).partition(DELIMITER)[2]
+            stream_id: str = events(parse_frames(sent))[0].json()["messageMetadata"]["stream_id"]
+            cancel = fake_b.invoke(function_url_event("POST", f"/v1/streams/{stream_id}/cancel"))
+            await other.serve_one()
+            await serving
+            return cancel
+
+        cancel = run_async(scenario, timeout_s=30)
+        accepted_prelude, _ = fake_b.response(cancel).split_prelude()
+        stream = fake_a.response(stream_request)
+
+    assert accepted_prelude["statusCode"] == 202
+    frames = events(parse_frames(stream.split_prelude()[1]))
+    assert frames[-1].data == "[DONE]"
+    assert frames[-2].json() == {"type": "abort", "reason": "stream cancelled by request"}
+    assert len(frames) < 500  # stopped long before the 2,000 tokens
+    assert stream.trailers == {}
