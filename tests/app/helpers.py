@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from providers.mock import MOCK_MODEL, compose_answer, count_prompt_tokens, tokenize
 from providers.protocol import (
@@ -129,3 +130,15 @@ def finish(completion_tokens: int, *, prompt_tokens: int = 3, reason: FinishReas
     return Finish(
         reason=reason, usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
     )
+
+
+# A function's parameters as a client app declares them (closed, with an enum), for the tool-call tests.
+WEATHER_PARAMETERS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "location": {"type": "string"},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+    },
+    "required": ["location", "unit"],
+    "additionalProperties": False,
+}

@@ -14,13 +14,14 @@ reason; without npm, only the Serverless one is.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from scripts.uv import uv_binary
 
@@ -48,6 +49,28 @@ def node_script_runner(package: str, project: Path = NODE_PROJECT) -> str | None
     if node is None or not (project / "node_modules" / package / "package.json").exists():
         return None
     return node
+
+
+def run_node_client(package: str, script: str, *args: str, stdin: str | None = None) -> Any:
+    """Run `tests/node/clients/<script>` (a client app built on `package`) and return the JSON it prints.
+
+    Skips the test, saying why, when node or the package is missing; fails it when the script does.
+    """
+    import pytest  # only the tests call this; `python -m tests.support.tools` runs without pytest
+
+    node = node_script_runner(package)
+    if node is None:
+        pytest.skip(f"node, or the {package} npm package (make test runs npm ci in tests/node), is missing")
+    done = subprocess.run(
+        [node, str(NODE_PROJECT / "clients" / script), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 def fetch_rie(tools: Path = TOOLS) -> Path:

@@ -7,6 +7,8 @@ whose `frame` is a pure function of the event. The one loop that drives every di
 - `native.NativeDialect`: `GET/POST /v1/stream`, named SSE events `start`, `delta`, `done`, `error`, ids
 - `openai_chat.OpenAIChatDialect`: `/v1/chat/completions` with `stream: true`, chunk objects, `[DONE]`
 - `openai_chat.CompletionDialect`: `/v1/chat/completions` with `stream: false`, one `chat.completion`
+- `responses.ResponsesStreamDialect`: `/v1/responses` with `stream: true`, the Responses API's events
+- `responses.ResponseDialect`: `/v1/responses` with `stream: false`, one `response` object
 - `websocket.WebSocketDialect`: `WS /v1/ws`, one JSON text message per event, with the prompt's id
 - `ui_message.UIMessageStreamDialect`: `POST /api/chat`, the AI SDK's UI message chunks, `[DONE]`
 """

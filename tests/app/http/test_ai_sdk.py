@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,23 +33,14 @@ from providers.protocol import (
     ToolCall,
 )
 from tests.app.conftest import AppFactory, LogCapture, ServeFactory
-from tests.app.helpers import ScriptedProvider, deltas, expected_tokens, finish
+from tests.app.helpers import WEATHER_PARAMETERS, ScriptedProvider, deltas, expected_tokens, finish
 from tests.support.server import RunningServer
 from tests.support.sse import events, parse_frames
 from tests.support.timeouts import run_async
-from tests.support.tools import NODE_PROJECT, node_script_runner
+from tests.support.tools import run_node_client
 
 _PROMPT = "How do streaming responses work?"
-_WEATHER_PARAMETERS: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "location": {"type": "string"},
-        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-    },
-    "required": ["location", "unit"],
-    "additionalProperties": False,
-}
-_WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": _WEATHER_PARAMETERS}}
+_WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": WEATHER_PARAMETERS}}
 _FORECAST = {"forecast": "sunny, 24 degrees"}
 _PNG = "data:image/png;base64,iVBORw0KGgo="
 _PDF = "data:application/pdf;base64,JVBERi0xLjQK"
@@ -157,7 +147,7 @@ def test_a_tool_call_streams_as_tool_input_chunks_then_its_parsed_input(http: Te
     assert opened["toolCallId"] == available["toolCallId"]
     streamed = "".join(chunk["inputTextDelta"] for chunk in chunks[3:-3])
     assert json.loads(streamed) == available["input"]
-    jsonschema.validate(available["input"], _WEATHER_PARAMETERS)
+    jsonschema.validate(available["input"], WEATHER_PARAMETERS)
     assert chunks[-1]["finishReason"] == "tool-calls"
 
 
@@ -630,19 +620,9 @@ def test_an_explicit_cancel_ends_the_stream_with_an_abort(
 
 
 def _run_node(server: RunningServer, scenario: str, api_key: str | None = None) -> Any:
-    node = node_script_runner("ai")
-    if node is None:
-        pytest.skip("node, or the ai npm package (make test runs npm ci in tests/node), is missing")
-    script = NODE_PROJECT / "clients" / "ai_sdk_ui_chat.mjs"
-    done = subprocess.run(
-        [node, str(script), server.base_url, scenario, *([api_key] if api_key else [])],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    return run_node_client(
+        "ai", "ai_sdk_ui_chat.mjs", server.base_url, scenario, *([api_key] if api_key else [])
     )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
 
 
 def _completion(server: RunningServer, messages: list[dict[str, Any]]) -> str:
@@ -679,7 +659,7 @@ def test_the_ai_sdk_transport_rebuilds_the_answers_and_a_tool_round_trip(served:
     assert called["partTypes"] == ["step-start", "tool-get_weather"]
     assert (call["type"], call["state"]) == ("tool-get_weather", "input-available")
     assert call["toolCallId"].startswith("call_")
-    jsonschema.validate(call["input"], _WEATHER_PARAMETERS)
+    jsonschema.validate(call["input"], WEATHER_PARAMETERS)
     # The answer to the tool's output continues the same message, in a step of its own.
     assert resumed["id"] == called["id"]
     assert resumed["partTypes"] == ["step-start", "tool-get_weather", "step-start", "text"]

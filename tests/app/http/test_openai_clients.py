@@ -8,7 +8,6 @@ our client and once as our provider's). Both run on uvicorn on 127.0.0.1.
 from __future__ import annotations
 
 import json
-import subprocess
 from typing import TYPE_CHECKING, Any, Literal
 
 import jsonschema
@@ -16,7 +15,7 @@ import openai
 import pydantic
 import pytest
 
-from tests.support.tools import NODE_PROJECT, node_script_runner
+from tests.support.tools import run_node_client
 
 if TYPE_CHECKING:
     from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
@@ -281,18 +280,7 @@ def test_langchain_with_structured_output_returns_the_model(base_url: str) -> No
 
 
 def test_the_node_sdk_streams_a_tool_call_and_sends_the_result_back(base_url: str) -> None:
-    node = node_script_runner("openai")
-    if node is None:
-        pytest.skip("node, or the openai npm package (make test runs npm ci in tests/node), is missing")
-    done = subprocess.run(
-        [node, str(NODE_PROJECT / "clients" / "openai_tool_call.mjs"), base_url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout)
+    seen = run_node_client("openai", "openai_tool_call.mjs", base_url)
 
     assert (seen["finish_reason"], seen["name"]) == ("tool_calls", "get_weather")
     jsonschema.validate(json.loads(seen["arguments"]), WEATHER_PARAMETERS)

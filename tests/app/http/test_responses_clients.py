@@ -8,7 +8,6 @@ Completions, and its chunks come back as Responses events).
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -21,18 +20,10 @@ from langchain_core.messages import AIMessageChunk, HumanMessage, ToolMessage
 from langchain_openai import ChatOpenAI
 
 from tests.app.conftest import AppFactory, ServeFactory
-from tests.support.tools import NODE_PROJECT, node_script_runner
+from tests.app.helpers import WEATHER_PARAMETERS
+from tests.support.tools import run_node_client
 
 PROMPT = "Explain server-sent events"
-WEATHER_PARAMETERS: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "location": {"type": "string"},
-        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-    },
-    "required": ["location", "unit"],
-    "additionalProperties": False,
-}
 WEATHER_TOOL: Any = {"type": "function", "name": "get_weather", "parameters": WEATHER_PARAMETERS}
 # The documented order of a text answer's events.
 TEXT_EVENTS = [
@@ -258,20 +249,7 @@ def test_langchain_tools_with_the_responses_api(base_url: str) -> None:
 def test_the_ai_sdk_streams_text_and_tool_calls_from_the_responses_api(
     mock_base_url: str, mock_sdk: openai.OpenAI
 ) -> None:
-    node = node_script_runner("@ai-sdk/openai")
-    if node is None:
-        pytest.skip(
-            "node, or the ai / @ai-sdk/openai npm packages (make test runs npm ci in tests/node), missing"
-        )
-    done = subprocess.run(
-        [node, str(NODE_PROJECT / "clients" / "ai_sdk_responses.mjs"), mock_base_url, PROMPT],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout)
+    seen = run_node_client("@ai-sdk/openai", "ai_sdk_responses.mjs", mock_base_url, PROMPT)
     # The AI SDK sends the prompt as an input_text part; the same input, whole, through the openai SDK.
     expected = mock_sdk.responses.create(
         model="mock", input=[{"role": "user", "content": [{"type": "input_text", "text": PROMPT}]}]
