@@ -1,0 +1,140 @@
+"""The stream log's contract, which every backend meets: tests take `stream_log` and know nothing else.
+
+The fixture lists the backends (tests/app/stream/conftest.py): memory, and DynamoDB where its fixtures can
+run one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from app.stream.log import LoggedStream, StreamLog
+from app.stream.log.memory import InMemoryStreamLog
+from tests.support.timeouts import run_async
+
+
+def _event(event_id: int, text: str = "x") -> bytes:
+    return b'id: %d\ndata: {"text":"%s"}\n\n' % (event_id, text.encode())
+
+
+async def _collect(log: StreamLog, stream_id: str, after: int, *, until: float | None = None) -> list[bytes]:
+    return [event async for event in log.follow(stream_id, after, until=until)]
+
+
+def test_a_closed_log_replays_every_event_after_an_id(stream_log: StreamLog) -> None:
+    async def body() -> tuple[list[bytes], list[bytes], list[bytes]]:
+        await stream_log.open("s1", owner=None, dialect="stream")
+        for event_id in range(1, 8):
+            await stream_log.append("s1", event_id, _event(event_id))
+        await stream_log.close("s1")
+        return (
+            await _collect(stream_log, "s1", 0),
+            await _collect(stream_log, "s1", 5),
+            await _collect(stream_log, "s1", 7),
+        )
+
+    everything, rest, none = run_async(body, timeout_s=20)
+
+    assert everything == [_event(i) for i in range(1, 8)]
+    assert rest == [_event(6), _event(7)]
+    assert none == []
+
+
+def test_a_reader_follows_the_live_stream_to_its_end_without_gap_or_duplicate(stream_log: StreamLog) -> None:
+    async def body() -> list[bytes]:
+        await stream_log.open("live", owner=None, dialect="responses")
+        for event_id in range(1, 4):
+            await stream_log.append("live", event_id, _event(event_id))
+        reader = asyncio.create_task(_collect(stream_log, "live", 2))
+        for event_id in range(4, 30):
+            await asyncio.sleep(0.005)
+            await stream_log.append("live", event_id, _event(event_id, f"t{event_id}"))
+        await stream_log.close("live")
+        return await reader
+
+    events = run_async(body, timeout_s=20)
+
+    assert events == [_event(3)] + [_event(i, f"t{i}") for i in range(4, 30)]
+
+
+def test_a_reader_with_a_deadline_stops_before_the_end(stream_log: StreamLog) -> None:
+    async def body() -> tuple[list[bytes], float]:
+        await stream_log.open("slow", owner=None, dialect="stream")
+        await stream_log.append("slow", 1, _event(1))
+        started = time.monotonic()
+        events = await _collect(stream_log, "slow", 0, until=started + 0.3)
+        return events, time.monotonic() - started
+
+    events, waited_s = run_async(body, timeout_s=20)
+
+    assert events == [_event(1)]
+    assert 0.25 <= waited_s < 5
+
+
+def test_a_stream_is_found_by_its_owner_only(stream_log: StreamLog) -> None:
+    async def body() -> list[LoggedStream | None]:
+        await stream_log.open("mine", owner="key-a", dialect="chat.completions")
+        await stream_log.append("mine", 1, _event(1))
+        found = await stream_log.find("mine", "key-a")
+        other = await stream_log.find("mine", "key-b")
+        anonymous = await stream_log.find("mine", None)
+        unknown = await stream_log.find("nope", "key-a")
+        await stream_log.close("mine")
+        closed = await stream_log.find("mine", "key-a")
+        return [found, other, anonymous, unknown, closed]
+
+    found, other, anonymous, unknown, closed = run_async(body, timeout_s=20)
+
+    assert found is not None
+    assert (found.stream_id, found.owner, found.dialect, found.closed) == (
+        "mine",
+        "key-a",
+        "chat.completions",
+        False,
+    )
+    assert (other, anonymous, unknown) == (None, None, None)
+    assert closed is not None
+    assert closed.closed
+
+
+def test_the_active_stream_of_a_chat_is_the_open_one(stream_log: StreamLog) -> None:
+    async def body() -> list[str | None]:
+        await stream_log.open("first", owner=None, dialect="ui-message-stream", chat_id="chat-1")
+        await stream_log.close("first")
+        before = await stream_log.active_for_chat("chat-1", None)
+        await stream_log.open("second", owner=None, dialect="ui-message-stream", chat_id="chat-1")
+        during = await stream_log.active_for_chat("chat-1", None)
+        other_owner = await stream_log.active_for_chat("chat-1", "key-b")
+        other_chat = await stream_log.active_for_chat("chat-2", None)
+        await stream_log.close("second")
+        after = await stream_log.active_for_chat("chat-1", None)
+        return [before, during, other_owner, other_chat, after]
+
+    assert run_async(body, timeout_s=20) == [None, "second", None, None, None]
+
+
+def test_an_event_out_of_order_is_refused(stream_log: StreamLog) -> None:
+    async def body() -> None:
+        await stream_log.open("gap", owner=None, dialect="stream")
+        await stream_log.append("gap", 1, _event(1))
+        await stream_log.append("gap", 3, _event(3))
+
+    with pytest.raises(ValueError, match="does not follow"):
+        run_async(body, timeout_s=20)
+
+
+def test_a_closed_memory_log_expires_after_its_retention() -> None:
+    log = InMemoryStreamLog(retention_s=0.05)
+
+    async def body() -> tuple[bool, bool]:
+        await log.open("old", owner=None, dialect="stream")
+        await log.append("old", 1, _event(1))
+        await log.close("old")
+        kept = await log.find("old", None) is not None
+        await asyncio.sleep(0.1)
+        return kept, await log.find("old", None) is not None
+
+    assert run_async(body, timeout_s=20) == (True, False)
