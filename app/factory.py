@@ -33,6 +33,8 @@ from app.logs import log_event
 from app.settings import Settings
 from app.stream.cancel import CancelRegistry
 from app.stream.cancel.memory import InMemoryCancelRegistry
+from app.stream.log import StreamLog
+from app.stream.log.memory import InMemoryStreamLog
 from app.stream.services import Services
 from providers.protocol import Provider
 
@@ -86,6 +88,11 @@ def build_cancel_registry(settings: Settings) -> CancelRegistry:
     return InMemoryCancelRegistry()
 
 
+def build_stream_log(settings: Settings) -> StreamLog:
+    """Where resumable streams are logged: in memory (one process) unless `STREAM_TABLE` is set."""
+    return InMemoryStreamLog(retention_s=settings.stream_retention_s)
+
+
 def _api_error_response(_: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:
     return Response(exc.body(), status_code=exc.status_code, headers=exc.headers)
 
@@ -117,14 +124,16 @@ def create_app(
     provider: Provider | None = None,
     *,
     cancels: CancelRegistry | None = None,
+    stream_log: StreamLog | None = None,
 ) -> Litestar:
-    """The ASGI app; tests and hosts pass their own provider and cancel registry."""
+    """The ASGI app; tests and hosts pass their own provider, cancel registry and stream log."""
     settings = settings if settings is not None else Settings.from_env()
     provider = provider if provider is not None else build_provider(settings)
     services = Services(
         settings=settings,
         provider=provider,
         cancels=cancels if cancels is not None else build_cancel_registry(settings),
+        stream_log=stream_log if stream_log is not None else build_stream_log(settings),
         started=int(time.time()),
     )
 

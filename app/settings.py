@@ -74,6 +74,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cors_headers_from_host: bool = False
     cancel_table: str | None = None
     cancel_poll_interval_s: float = 1.0
+    # Resumable streams: where their events are logged (DynamoDB when set, else memory), for how long a
+    # finished one stays readable, how long a detached one goes on waiting for its client, and how the
+    # DynamoDB log batches its writes and polls for a follower on another instance.
+    stream_table: str | None = None
+    stream_retention_s: float = 300.0
+    resume_grace_s: float = 30.0
+    stream_log_flush_s: float = 0.2
+    stream_log_flush_bytes: int = 8192
+    stream_log_poll_s: float = 0.2
     lambda_deadline_margin_s: float = 2.0
 
     @classmethod
@@ -129,6 +138,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             cors_headers_from_host=env.flag("CORS_HEADERS_FROM_HOST", default=False),
             cancel_table=_table_name(env.text("CANCEL_TABLE")),
             cancel_poll_interval_s=env.number("CANCEL_POLL_INTERVAL_S", 1.0, minimum=0.05, maximum=60),
+            # One table for both by default, as the templates create it: its items are typed by their key.
+            stream_table=_table_name(env.text("STREAM_TABLE") or env.text("CANCEL_TABLE")),
+            stream_retention_s=env.number("STREAM_RETENTION_S", 300.0, minimum=1, maximum=86_400),
+            resume_grace_s=env.number("RESUME_GRACE_S", 30.0, minimum=0, maximum=3600),
+            stream_log_flush_s=env.number("STREAM_LOG_FLUSH_MS", 200, minimum=10, maximum=5000) / 1000,
+            stream_log_flush_bytes=int(
+                env.number("STREAM_LOG_FLUSH_BYTES", 8192, minimum=256, maximum=262_144, integer=True)
+            ),
+            stream_log_poll_s=env.number("STREAM_LOG_POLL_MS", 200, minimum=20, maximum=5000) / 1000,
             lambda_deadline_margin_s=env.number("LAMBDA_DEADLINE_MARGIN_S", 2.0, minimum=0, maximum=60),
         )
 

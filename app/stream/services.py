@@ -10,6 +10,7 @@ from app.logs import log_event
 from app.settings import Settings
 from app.stream.cancel import CancelRegistry
 from app.stream.limits import Deadline, StreamLimits
+from app.stream.log import StreamLog
 from app.stream.session import StreamSession
 from providers.protocol import ChatRequest, Provider
 
@@ -21,6 +22,7 @@ class Services:
     settings: Settings
     provider: Provider
     cancels: CancelRegistry
+    stream_log: StreamLog
     started: int
 
 
