@@ -203,11 +203,22 @@ def test_a_client_that_leaves_during_heartbeats_cancels_a_silent_provider(
     assert (end["outcome"], provider.tokens_emitted, provider.active_streams) == ("cancelled", 0, 0)
 
 
-async def _leave_before_the_answer(client: httpx.AsyncClient, request: httpx.Request) -> None:
-    """Send the request, then hang up while the server is still silent (no status line yet)."""
-    with pytest.raises(TimeoutError):
-        async with asyncio.timeout(0.3):
-            await client.send(request, stream=True)
+async def _leave_before_the_answer(
+    client: httpx.AsyncClient, request: httpx.Request, provider: MockProvider
+) -> None:
+    """Send the request, then hang up while the server is still silent (no status line yet).
+
+    It hangs up once the provider is generating, not after a fixed time: on a loaded machine a fixed
+    time could end before the server has even read the request, and then there is nothing to cancel.
+    """
+    sending = asyncio.create_task(client.send(request, stream=True))
+    async with asyncio.timeout(10):
+        while provider.active_streams == 0:
+            assert not sending.done(), "the server answered before the provider started"
+            await asyncio.sleep(0.01)
+    sending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sending
 
 
 @pytest.mark.parametrize(
@@ -234,7 +245,9 @@ def test_a_disconnect_before_the_first_token_cancels_the_generation(
     # The mock stays silent for 8 s, longer than `_stream_ended` waits: only a noticed disconnect ends it.
     async def body() -> dict[str, Any]:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
-            await _leave_before_the_answer(client, client.build_request(method, path, json=request_body))
+            await _leave_before_the_answer(
+                client, client.build_request(method, path, json=request_body), provider
+            )
             return await _stream_ended(log_capture)
 
     with serve(make_app()) as server:
@@ -253,7 +266,7 @@ def test_a_non_streamed_completion_is_cancelled_when_its_client_leaves(
     async def body() -> dict[str, Any]:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
             request = client.build_request("POST", "/v1/chat/completions", json=request_body)
-            await _leave_before_the_answer(client, request)
+            await _leave_before_the_answer(client, request, provider)
             return await _stream_ended(log_capture)
 
     with serve(make_app()) as server:
