@@ -54,6 +54,7 @@ ErrorCode = Literal[
     "cross_origin",
     "too_many_streams",
     "cancelled",
+    "abandoned",
     "idle_timeout",
     "deadline",
     "upstream_authentication_failed",
@@ -63,6 +64,7 @@ ErrorCode = Literal[
     "upstream_unavailable",
     "upstream_stream_error",
     "upstream_error",
+    "stream_log_unavailable",
     "internal_error",
 ]
 
@@ -123,6 +125,8 @@ CROSS_ORIGIN = ErrorKind(403, "permission_error", "cross_origin")
 TOO_MANY_STREAMS = ErrorKind(429, "rate_limit_error", "too_many_streams")
 # --- how a stream can end early (after the first byte, as its terminal event) ---
 CANCELLED = ErrorKind(409, "cancelled", "cancelled")
+# A resumable stream that nobody read for `RESUME_GRACE_S` after its client left.
+ABANDONED = ErrorKind(409, "cancelled", "abandoned")
 IDLE_TIMEOUT = ErrorKind(504, "budget_exceeded", "idle_timeout")
 DEADLINE = ErrorKind(504, "budget_exceeded", "deadline")
 # --- the upstream model provider, translated once in `from_provider_error` ---
@@ -133,6 +137,8 @@ UPSTREAM_TIMEOUT = ErrorKind(504, "timeout_error", "upstream_timeout")
 UPSTREAM_UNAVAILABLE = ErrorKind(502, "upstream_error", "upstream_unavailable")
 UPSTREAM_STREAM_ERROR = ErrorKind(502, "upstream_error", "upstream_stream_error")
 UPSTREAM_ERROR = ErrorKind(502, "upstream_error", "upstream_error")
+# The store of resumable streams could not be read (`STREAM_TABLE`): retrying later may work.
+STREAM_LOG_UNAVAILABLE = ErrorKind(503, "server_error", "stream_log_unavailable")
 # --- ours: says nothing about the internals (the details go to the log only) ---
 INTERNAL_ERROR = ErrorKind(500, "server_error", "internal_error")
 

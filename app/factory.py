@@ -14,7 +14,7 @@ from litestar.exceptions import HTTPException
 from litestar.plugins import PluginProtocol
 
 from app.errors import ApiError, for_http_status, internal_error
-from app.http.ai_sdk import ui_chat
+from app.http.ai_sdk import resume_ui_chat, ui_chat
 from app.http.auth import ApiKeyGuard
 from app.http.disconnect import ClientGoneError
 from app.http.origins import OriginPolicy, cors_config
@@ -27,6 +27,7 @@ from app.http.routes import (
     list_models,
     openapi_json,
     stream,
+    stream_events,
 )
 from app.http.ws import stream_socket
 from app.logs import log_event
@@ -90,6 +91,18 @@ def build_cancel_registry(settings: Settings) -> CancelRegistry:
 
 def build_stream_log(settings: Settings) -> StreamLog:
     """Where resumable streams are logged: in memory (one process) unless `STREAM_TABLE` is set."""
+    if settings.stream_table:
+        from app.stream.log.dynamodb import DynamoDBStreamLog
+
+        return DynamoDBStreamLog(
+            settings.stream_table,
+            retention_s=settings.stream_retention_s,
+            flush_interval_s=settings.stream_log_flush_s,
+            flush_bytes=settings.stream_log_flush_bytes,
+            poll_interval_s=settings.stream_log_poll_s,
+            # As the cancel registry's items: longer than the longest stream, with slack for clock skew.
+            live_ttl_s=settings.stream_deadline_s + 3600,
+        )
     return InMemoryStreamLog(retention_s=settings.stream_retention_s)
 
 
@@ -142,11 +155,22 @@ def create_app(
         try:
             yield
         finally:
+            # Resumable streams run on their own tasks: ended here, with their logs closed.
+            await services.runs.stop_all()
             await provider.aclose()
 
     api = Router(
         path="/",
-        route_handlers=[list_models, chat_completions, create_response, ui_chat, stream, cancel_stream],
+        route_handlers=[
+            list_models,
+            chat_completions,
+            create_response,
+            ui_chat,
+            resume_ui_chat,
+            stream,
+            cancel_stream,
+            stream_events,
+        ],
         guards=[ApiKeyGuard(settings.api_keys)],
     )
     return _Litestar(

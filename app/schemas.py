@@ -140,6 +140,8 @@ class ChatCompletionRequest(msgspec.Struct, frozen=True, kw_only=True):
     logit_bias: dict[str, Annotated[int, msgspec.Meta(ge=-100, le=100)]] | None = None
     store: bool | None = None
     metadata: dict[str, str] | None = None
+    # Ours: log the stream's events so that a client can resume it (`stream: true` only).
+    resumable: bool = False
     mock: MockDirectives | None = None
 
 
@@ -151,6 +153,7 @@ class StreamRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     max_tokens: PositiveInt | None = None
     tools: Tools | None = None
     tool_choice: ToolChoice | None = None
+    resumable: bool = False
     mock: MockDirectives | None = None
 
 
@@ -210,6 +213,8 @@ class StartEvent(
     model: str
     provider: str
     created: int
+    # Said only when true: the stream can be resumed from `GET /v1/streams/{stream_id}/events`.
+    resumable: bool = False
     id: str | None = None
 
 

@@ -184,6 +184,8 @@ class ResponsesRequest(_Closed, frozen=True):
     background: bool | None = None
     previous_response_id: str | None = None
     conversation: str | JsonObject | None = None
+    # Ours: log the stream's events so that a client can resume it (`stream: true` only).
+    resumable: bool = False
     mock: MockDirectives | None = None
 
 

@@ -215,6 +215,10 @@ class UIChatRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     system: str | None = None
     tools: Tools | None = None
     tool_choice: ToolChoice | None = None
+    # Resumable unless asked otherwise: `useChat({ resume: true })` reconnects to the chat's stream with
+    # `GET /api/chat/{id}/stream`. (As with the AI SDK's own resumable streams, Stop then only detaches
+    # the fetch; the page's Stop also calls the cancel endpoint, which stops the generation.)
+    resumable: bool = True
     mock: MockDirectives | None = None
 
 

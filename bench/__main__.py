@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from bench.client import ROOT
 
-SCRIPTS = ("overhead", "ttfb", "coldstart", "memory", "package", "concurrency")
+SCRIPTS = ("overhead", "ttfb", "coldstart", "memory", "package", "concurrency", "stream_log_writes")
 
 
 def machine() -> str:

@@ -207,20 +207,77 @@ def openapi_document(settings: Settings, *, forwards_extra: bool = False) -> byt
                     "cancelStream",
                     "Stop a running stream",
                     tags=["stream"],
-                    parameters=[
-                        {
-                            "name": "stream_id",
-                            "in": "path",
-                            "required": True,
-                            "description": "From the `start` event or the `X-Stream-Id` header",
-                            "schema": {"type": "string"},
-                        }
-                    ],
+                    parameters=[_STREAM_ID_PARAMETER],
                     ok=_json_ok("CancelAccepted", "The stream stops at its next chunk", status="202"),
                     errors={
                         **_auth_errors(secured),
                         "404": "No running stream with this id for this API key (`stream_not_found`)",
                     },
+                    secured=secured,
+                )
+            },
+            "/v1/streams/{stream_id}/events": {
+                "get": _operation(
+                    "streamEvents",
+                    "Resume a resumable stream after the last event received",
+                    tags=["stream"],
+                    parameters=[
+                        _STREAM_ID_PARAMETER,
+                        {
+                            "name": "Last-Event-ID",
+                            "in": "header",
+                            "required": False,
+                            "description": "The id of the last event received (EventSource sends it itself)",
+                            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                        },
+                        {
+                            "name": "last_event_id",
+                            "in": "query",
+                            "required": False,
+                            "description": "The same, for clients that cannot set headers (the header "
+                            "wins when both are sent: EventSource adds it on its own reconnects)",
+                            "schema": {"type": "integer", "minimum": 0},
+                        },
+                    ],
+                    ok={
+                        "description": "The stream's events after that id, in its own dialect and with its "
+                        "ids, then the live ones to its terminal event.",
+                        "headers": _STREAM_ID_HEADER,
+                        "content": {"text/event-stream": _event_stream_of_any_dialect()},
+                    },
+                    errors={
+                        **_auth_errors(secured),
+                        "400": "A last event id that is not a whole number",
+                        "404": "No resumable stream with this id for this API key, or it expired "
+                        "(`stream_not_found`)",
+                        "503": "The stream log cannot be read now (`stream_log_unavailable`)",
+                    },
+                    secured=secured,
+                )
+            },
+            "/api/chat/{chat_id}/stream": {
+                "get": _operation(
+                    "resumeUiChat",
+                    "Resume a chat's stream (useChat `resume: true`)",
+                    tags=["ai-sdk"],
+                    parameters=[
+                        {
+                            "name": "chat_id",
+                            "in": "path",
+                            "required": True,
+                            "description": "The `id` of the useChat request",
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    ok={
+                        "status": "200",
+                        "description": "The chat's stream still being produced, from its start (204, no "
+                        "content, when the chat has none).",
+                        "headers": _STREAM_ID_HEADER,
+                        "content": {"text/event-stream": _event_stream("UIMessageChunk")},
+                    },
+                    errors={**_auth_errors(secured), "503": "The stream log cannot be read now"},
+                    no_content="The chat has no stream being produced",
                     secured=secured,
                 )
             },
@@ -335,6 +392,7 @@ def _operation(
     body: str | None = None,
     parameters: list[dict[str, Any]] | None = None,
     secured: bool = False,
+    no_content: str | None = None,
 ) -> dict[str, Any]:
     status = ok.pop("status", "200")
     operation: dict[str, Any] = {
@@ -349,6 +407,8 @@ def _operation(
             },
         },
     }
+    if no_content is not None:
+        operation["responses"]["204"] = {"description": no_content}
     if body is not None:
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(body)}}}
     if parameters:
@@ -386,6 +446,19 @@ def _event_stream(data_schema: str) -> dict[str, Any]:
     return {"schema": event}
 
 
+def _event_stream_of_any_dialect() -> dict[str, Any]:
+    """A resumed stream's events: those of the dialect it was started in."""
+    stream = _event_stream("StreamEvent")
+    data = stream["schema"]["properties"]["data"]
+    data["contentSchema"] = {
+        "anyOf": [
+            _ref(name)
+            for name in ("StreamEvent", "ChatCompletionChunk", "ResponseStreamEvent", "UIMessageChunk")
+        ]
+    }
+    return stream
+
+
 def _native_stream_ok() -> dict[str, Any]:
     return {
         "description": "Named events `start`, `delta`..., then `done` or `error`, each with an `id:`; the "
@@ -395,6 +468,13 @@ def _native_stream_ok() -> dict[str, Any]:
     }
 
 
+_STREAM_ID_PARAMETER: Final = {
+    "name": "stream_id",
+    "in": "path",
+    "required": True,
+    "description": "From the `start` event or the `X-Stream-Id` header",
+    "schema": {"type": "string"},
+}
 _STREAM_ID_HEADER: Final = {
     "X-Stream-Id": {"description": "For `POST /v1/streams/{id}/cancel`", "schema": {"type": "string"}}
 }
@@ -432,6 +512,13 @@ def _stream_query(max_tokens_limit: int) -> list[dict[str, Any]]:
             "required": False,
             "description": "A positive integer in ASCII digits, at most the server's MAX_TOKENS_LIMIT",
             "schema": {"type": "integer", "minimum": 1, "maximum": max_tokens_limit},
+        },
+        {
+            "name": "resumable",
+            "in": "query",
+            "required": False,
+            "description": "`true`: log the stream's events, to resume it from `/v1/streams/{id}/events`",
+            "schema": {"type": "boolean"},
         },
         {
             "name": "mock",

@@ -211,6 +211,16 @@ def query_int(params: Mapping[str, str], name: str) -> int | None:
     return value
 
 
+def query_flag(params: Mapping[str, str], name: str) -> bool:
+    """A boolean query parameter: `true` or `false` (absent or empty: false)."""
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return False
+    if raw not in ("true", "false"):
+        raise INVALID_REQUEST(f"{name} must be true or false, got {raw!r}", param=name)
+    return raw == "true"
+
+
 # Chat Completions fields OpenAI documents that this service does not type: forwarded to an OpenAI-compatible
 # upstream like every field, and accepted (and ignored) by a provider without one, which refuses only names
 # that are not OpenAI's. (Typed fields are `ChatCompletionRequest`'s own.)
@@ -248,6 +258,7 @@ _MAPPED_FIELDS: Final = frozenset(
         "tool_choice",
         "parallel_tool_calls",
         "response_format",
+        "resumable",
         "mock",
     }
 )

@@ -22,10 +22,16 @@ from app.http.requests import (
     check_query_names,
     decode_json_body,
     decode_mock_query,
+    query_flag,
     query_int,
 )
-from app.http.responses import EventStreamResponse
-from app.http.sessions import open_request_stream, stream_headers
+from app.http.sessions import (
+    event_stream_response,
+    follow_response,
+    open_request_stream,
+    refuse_resumable_whole,
+    stream_headers,
+)
 from app.http.state import origins_of, services_of
 from app.schemas import (
     CancelAccepted,
@@ -46,7 +52,8 @@ from providers.protocol import MockDirectives, Tool, ToolChoice
 _chat_decoder = msgspec.json.Decoder(ChatCompletionRequest)
 _stream_decoder = msgspec.json.Decoder(StreamRequest)
 # `GET /v1/stream`: what the query may hold (the page's EventSource sends no more).
-_STREAM_QUERY = frozenset({"prompt", "model", "max_tokens", "mock"})
+_STREAM_QUERY = frozenset({"prompt", "model", "max_tokens", "mock", "resumable"})
+_EVENTS_QUERY = frozenset({"last_event_id"})
 
 
 @get(["/schema", "/schema/openapi.json"], include_in_schema=False)
@@ -73,6 +80,7 @@ async def list_models(state: State) -> ModelList:
 async def chat_completions(request: Request[Any, Any, Any], state: State) -> Response[Any]:
     services = services_of(state)
     body = await decode_json_body(request, _chat_decoder, timeout_s=services.settings.request_body_timeout_s)
+    refuse_resumable_whole(body.resumable, body.stream)
     chat = build_chat_request(
         services,
         messages=body.messages,
@@ -92,14 +100,14 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
         # The body is read by now; Litestar keeps it.
         extra=chat_extra(await request.body(), forwarded=services.provider.forwards_extra),
     )
-    stream = await open_request_stream(services, request, chat, "chat.completions")
+    stream = await open_request_stream(services, request, chat, "chat.completions", resumable=body.resumable)
     session = stream.session
     completion_id = f"chatcmpl-{session.stream_id}"
     headers = stream_headers(session)
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
         chunks = OpenAIChatDialect(session, completion_id=completion_id, include_usage=include_usage)
-        return EventStreamResponse(stream, chunks, headers=headers)
+        return await event_stream_response(services, request, stream, chunks, headers=headers)
     whole = CompletionDialect(session, completion_id=completion_id)
     completion = await unless_gone(request.receive, collect(stream, whole))
     return Response(completion, media_type=MediaType.JSON, headers=headers)
@@ -114,7 +122,9 @@ async def _native_response(
     mock: MockDirectives | None,
     tools: list[Tool] | None = None,
     tool_choice: ToolChoice | None = None,
-) -> EventStreamResponse:
+    *,
+    resumable: bool = False,
+) -> Response[None]:
     chat = build_chat_request(
         services,
         messages=messages,
@@ -124,21 +134,24 @@ async def _native_response(
         tools=tools,
         tool_choice=tool_choice,
     )
-    stream = await open_request_stream(services, request, chat, "stream")
-    return EventStreamResponse(stream, NativeDialect(stream.session), headers=stream_headers(stream.session))
+    stream = await open_request_stream(services, request, chat, "stream", resumable=resumable)
+    session = stream.session
+    return await event_stream_response(
+        services, request, stream, NativeDialect(session), headers=stream_headers(session)
+    )
 
 
 # One handler for both methods: Litestar answers `OPTIONS /v1/stream` with the methods of the first handler
 # registered for a path only (`Allow: GET, OPTIONS`), and browsers and clients read that list.
 @route("/v1/stream", http_method=[HttpMethod.GET, HttpMethod.POST], status_code=200)
-async def stream(request: Request[Any, Any, Any], state: State) -> EventStreamResponse:
+async def stream(request: Request[Any, Any, Any], state: State) -> Response[None]:
     """`GET` for EventSource (the prompt in the query), `POST` for fetch (a JSON body)."""
     if request.method == HttpMethod.GET:
         return await _stream_from_query(request, state)
     return await _stream_from_body(request, state)
 
 
-async def _stream_from_query(request: Request[Any, Any, Any], state: State) -> EventStreamResponse:
+async def _stream_from_query(request: Request[Any, Any, Any], state: State) -> Response[None]:
     # A GET needs no CORS preflight: any page could start a stream.
     origins_of(state).refuse_disallowed(request)
     check_query_encoding(request.scope["query_string"])
@@ -156,16 +169,25 @@ async def _stream_from_query(request: Request[Any, Any, Any], state: State) -> E
         params.get("model") or None,
         query_int(params, "max_tokens"),
         decode_mock_query(params.get("mock")),
+        resumable=query_flag(params, "resumable"),
     )
 
 
-async def _stream_from_body(request: Request[Any, Any, Any], state: State) -> EventStreamResponse:
+async def _stream_from_body(request: Request[Any, Any, Any], state: State) -> Response[None]:
     services = services_of(state)
     body = await decode_json_body(
         request, _stream_decoder, timeout_s=services.settings.request_body_timeout_s
     )
     return await _native_response(
-        services, request, body.messages, body.model, body.max_tokens, body.mock, body.tools, body.tool_choice
+        services,
+        request,
+        body.messages,
+        body.model,
+        body.max_tokens,
+        body.mock,
+        body.tools,
+        body.tool_choice,
+        resumable=body.resumable,
     )
 
 
@@ -180,3 +202,23 @@ async def cancel_stream(
     ):
         raise STREAM_NOT_FOUND(f"no running stream with id {stream_id!r}", param="stream_id")
     return CancelAccepted(stream_id=stream_id)
+
+
+@get("/v1/streams/{stream_id:str}/events", tags=["stream"], summary="Resume a resumable stream")
+async def stream_events(
+    stream_id: FromPath[str], request: Request[Any, Any, Any], state: State
+) -> Response[None]:
+    """The events after `Last-Event-ID` (what `EventSource` sends on its own reconnect) or
+    `?last_event_id=N` (for clients that cannot set headers), then the live ones to the terminal event."""
+    check_query_names(request.query_params.keys(), _EVENTS_QUERY)
+    header = request.headers.get("last-event-id")
+    # The header wins: an EventSource opened on `?last_event_id=N` sends a newer id on its own reconnects.
+    raw = header.strip() if header is not None else request.query_params.get("last_event_id")
+    after = 0
+    if raw:
+        if not raw.isascii() or not raw.isdigit():
+            raise INVALID_REQUEST(
+                f"the last event id must be a whole number, got {raw!r}", param="last_event_id"
+            )
+        after = int(raw)
+    return await follow_response(services_of(state), request, stream_id, after=after)

@@ -1,22 +1,34 @@
-"""What every streaming route does first: open a session for the request and read ahead to its first event."""
+"""What every streaming route does: open a session for the request, read ahead to its first event, and
+answer with its frames, straight (a plain stream) or through the stream log (a resumable one)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request
+from litestar import Request, Response
 
+from app.errors import INVALID_REQUEST, STREAM_LOG_UNAVAILABLE, STREAM_NOT_FOUND
 from app.http.auth import request_owner
 from app.http.disconnect import unless_gone
+from app.http.follow import LogFollowResponse
+from app.http.responses import EventStreamResponse
 from app.stream.consumer import OpenStream, open_stream
-from app.stream.limits import host_deadline
+from app.stream.dialects import Dialect
+from app.stream.limits import Deadline, host_deadline
+from app.stream.log import StreamLogUnavailable
+from app.stream.resumable import ResumableRun
 from app.stream.services import Services, open_session
 from app.stream.session import StreamSession
 from providers.protocol import ChatRequest
 
 
 async def open_request_stream(
-    services: Services, request: Request[Any, Any, Any], chat: ChatRequest, dialect: str
+    services: Services,
+    request: Request[Any, Any, Any],
+    chat: ChatRequest,
+    dialect: str,
+    *,
+    resumable: bool = False,
 ) -> OpenStream:
     """A session for this request (the host's deadline, the caller's key), read ahead to its first event
     unless the client leaves first; a failure before it is raised as its status."""
@@ -26,8 +38,90 @@ async def open_request_stream(
         dialect,
         host_deadline=host_deadline(request.scope),
         owner=request_owner(request, services.settings.api_keys),
+        resumable=resumable,
     )
     return await unless_gone(request.receive, open_stream(session))
+
+
+async def event_stream_response(
+    services: Services,
+    request: Request[Any, Any, Any],
+    stream: OpenStream,
+    frames: Dialect[bytes],
+    *,
+    headers: dict[str, str],
+    chat_id: str | None = None,
+) -> Response[None]:
+    """The stream's response: its frames as they come, or, for a resumable stream, the stream log read
+    by this request while the stream is produced into it (a resume reads the same log)."""
+    session = stream.session
+    if not session.resumable:
+        return EventStreamResponse(stream, frames, headers=headers)
+    settings = services.settings
+    run = ResumableRun(stream, frames, services.stream_log, grace_s=settings.resume_grace_s)
+    await run.start(owner=request_owner(request, settings.api_keys), dialect=session.dialect, chat_id=chat_id)
+    services.runs.add(run)
+    return LogFollowResponse(
+        services.stream_log,
+        session.stream_id,
+        dialect=session.dialect,
+        run=run,
+        heartbeat_s=settings.heartbeat_interval_s,
+        send_timeout_s=settings.stream_send_timeout_s,
+        deadline=_reader_deadline(services, request),
+        headers=headers,
+    )
+
+
+async def follow_response(
+    services: Services,
+    request: Request[Any, Any, Any],
+    stream_id: str,
+    *,
+    after: int,
+    headers: dict[str, str] | None = None,
+) -> Response[None]:
+    """A resume: the logged stream's events after id `after`, then the live ones, for its owner only
+    (another key's stream answers 404, like an unknown or expired one)."""
+    settings = services.settings
+    try:
+        logged = await services.stream_log.find(stream_id, request_owner(request, settings.api_keys))
+    except StreamLogUnavailable:
+        raise STREAM_LOG_UNAVAILABLE("the stream log cannot be read now; retry shortly") from None
+    if logged is None:
+        raise STREAM_NOT_FOUND(
+            f"no resumable stream with id {stream_id!r} (unknown, or expired after "
+            f"{settings.stream_retention_s:g}s)",
+            param="stream_id",
+        )
+    return LogFollowResponse(
+        services.stream_log,
+        stream_id,
+        dialect=logged.dialect,
+        after=after,
+        run=services.runs.get(stream_id),
+        heartbeat_s=settings.heartbeat_interval_s,
+        send_timeout_s=settings.stream_send_timeout_s,
+        deadline=_reader_deadline(services, request),
+        headers={"X-Request-Id": stream_id, "X-Stream-Id": stream_id, **(headers or {})},
+    )
+
+
+def _reader_deadline(services: Services, request: Request[Any, Any, Any]) -> Deadline:
+    """When a reader of the log gives up: the host's deadline, else the longest a stream can still live.
+
+    A reader on another instance cannot tell a producer that crashed from a slow one; this bounds it.
+    """
+    settings = services.settings
+    longest = Deadline.after(settings.stream_deadline_s + settings.resume_grace_s)
+    host = host_deadline(request.scope)
+    return longest if host is None or host.at > longest.at else host
+
+
+def refuse_resumable_whole(resumable: bool, stream: bool) -> None:
+    """`resumable` is for streams: a whole answer has no events to resume from."""
+    if resumable and not stream:
+        raise INVALID_REQUEST("`resumable: true` needs `stream: true`", param="resumable")
 
 
 def stream_headers(session: StreamSession) -> dict[str, str]:

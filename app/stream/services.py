@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.logs import log_event
 from app.settings import Settings
 from app.stream.cancel import CancelRegistry
 from app.stream.limits import Deadline, StreamLimits
 from app.stream.log import StreamLog
+from app.stream.resumable import RunRegistry
 from app.stream.session import StreamSession
 from providers.protocol import ChatRequest, Provider
 
@@ -24,6 +25,8 @@ class Services:
     cancels: CancelRegistry
     stream_log: StreamLog
     started: int
+    # The resumable streams this process is producing (`app.stream.resumable`).
+    runs: RunRegistry = field(default_factory=RunRegistry)
 
 
 def open_session(
@@ -33,6 +36,7 @@ def open_session(
     *,
     host_deadline: Deadline | None,
     owner: str | None = None,
+    resumable: bool = False,
 ) -> StreamSession:
     """A session for one generation, with budgets from settings and from the host (Lambda's deadline).
 
@@ -64,4 +68,5 @@ def open_session(
         limits=limits,
         cancels=services.cancels,
         owner=owner,
+        resumable=resumable,
     )

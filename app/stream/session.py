@@ -48,6 +48,8 @@ class Outcome(enum.StrEnum):
     DEADLINE = "deadline"
     # The client stopped reading: one write waited longer than `StreamLimits.send_timeout_s`.
     STALLED = "stalled"
+    # A resumable stream whose client left and did not come back within `RESUME_GRACE_S`.
+    ABANDONED = "abandoned"
 
 
 class Heartbeat:
@@ -108,6 +110,7 @@ class StreamSession:
         limits: StreamLimits,
         cancels: CancelRegistry,
         owner: str | None = None,
+        resumable: bool = False,
     ) -> None:
         self.provider = provider
         self.request = request
@@ -116,6 +119,8 @@ class StreamSession:
         self.limits = limits
         self._cancels = cancels
         self._owner = owner
+        # Whether its events go to the stream log, to be read again after a dropped connection.
+        self.resumable = resumable
         self._queue = Channel(_QUEUE_SIZE)
         self.started_at = time.perf_counter()
         self.first_token_at: float | None = None
@@ -128,6 +133,8 @@ class StreamSession:
         self.deadline_at: float | None = None
         # Set by whoever stops the stream from outside (the writer, for a client that does not read).
         self._stopped_as: Outcome | None = None
+        # A stop asked for from outside that the stream itself ends with, as its terminal event.
+        self._stop_request: Failed | None = None
 
     @property
     def ttft_ms(self) -> float | None:
@@ -183,6 +190,10 @@ class StreamSession:
         pump = asyncio.create_task(self._pump(), name=f"provider-{self.stream_id}")
         try:
             while True:
+                if self._stop_request is not None:  # checked on every turn: `request_stop` rings the alarm
+                    outcome = self._stop_request.outcome
+                    yield self._stop_request
+                    return
                 item: object
                 if items:  # the common case under load: no timer needed
                     item = queue.pop()
@@ -285,6 +296,14 @@ class StreamSession:
         self.ended_at = time.perf_counter()
         self.outcome = Outcome.CANCELLED
         self._log_end(Outcome.CANCELLED)
+
+    def request_stop(self, error: ApiError, outcome: Outcome) -> None:
+        """End the stream at once with `error` as its terminal event (a resumable stream nobody reads).
+
+        Unlike closing the event iterator, this lets the stream's framing end it properly.
+        """
+        self._stop_request = Failed(error, outcome)
+        self._queue.ring()
 
     def stopping_as(self, outcome: Outcome) -> None:
         """Say why the stream is about to be closed from outside, so that its `stream_end` line says so."""

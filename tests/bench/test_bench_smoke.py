@@ -26,6 +26,10 @@ EXPECTED_ROWS = {
     "memory": ["ours streaming runtime, mock: peak RSS after 3 streams (MB)"],
     "package": ["zipped artifact (MB)", "largest: tokenrelay (our code)"],
     "concurrency": ["lost tokens", "corrupted tokens", "server CPU per 1,000 tokens (ms)"],
+    "stream_log_writes": [
+        "write requests per 1,000 tokens, no delay",
+        "write requests per 1,000 tokens, 20 ms apart",
+    ],
 }
 
 

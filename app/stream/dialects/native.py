@@ -45,6 +45,7 @@ def start_event(session: StreamSession, *, prompt_id: str | None = None) -> Star
         model=session.request.model,
         provider=session.provider.name,
         created=int(time.time()),
+        resumable=session.resumable,
         id=prompt_id,
     )
 

@@ -12,13 +12,21 @@ unknown id, as the cancel registry does.
 
 Backends: `memory.py` (one process, the default) and `dynamodb.py` (`STREAM_TABLE`: shared by every
 Lambda instance, so a resume served by another instance reads what this one produced).
+
+Storage that fails never stops a stream: `open`, `append` and `close` log the failure and go on; `find`,
+`active_for_chat` and `follow` raise `StreamLogUnavailable`, once, at the backend's edge.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+
+class StreamLogUnavailable(Exception):
+    """Raised when a log's storage cannot be read (a DynamoDB error), or lacks events its producer could
+    not write: the stream cannot be served now, though it may exist."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +71,9 @@ class StreamLog(Protocol):
         """The id of the stream still answering this chat (its log not closed), if there is one."""
         ...
 
-    def follow(self, stream_id: str, after: int, *, until: float | None = None) -> AsyncIterator[bytes]:
+    def follow(
+        self, stream_id: str, after: int, *, until: float | None = None
+    ) -> AsyncGenerator[bytes, None]:
         """The events after id `after`, then the new ones as they come, ending after the terminal event.
 
         `until` (on the `time.monotonic` clock) ends the iteration early, without the terminal event: a

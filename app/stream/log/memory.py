@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from app.stream.log import LoggedStream
 
@@ -52,6 +52,11 @@ class InMemoryStreamLog:
         entry.closed_at = time.monotonic()
         entry.touch()
 
+    def __contains__(self, stream_id: object) -> bool:
+        """Whether the stream's log is here (open, or closed and not yet expired), whoever owns it."""
+        self._expire()
+        return stream_id in self._entries
+
     async def find(self, stream_id: str, owner: str | None) -> LoggedStream | None:
         self._expire()
         entry = self._entries.get(stream_id)
@@ -72,7 +77,9 @@ class InMemoryStreamLog:
                 return stream_id
         return None
 
-    async def follow(self, stream_id: str, after: int, *, until: float | None = None) -> AsyncIterator[bytes]:
+    async def follow(
+        self, stream_id: str, after: int, *, until: float | None = None
+    ) -> AsyncGenerator[bytes, None]:
         entry = self._entries[stream_id]
         position = max(0, after)
         while True:

@@ -556,14 +556,15 @@ async def _stream_ended(log: LogCapture) -> dict[str, Any]:
     return end
 
 
-def test_a_client_that_leaves_mid_stream_cancels_the_generation(
-    make_app: AppFactory, serve: ServeFactory, provider: MockProvider, log_capture: LogCapture
-) -> None:
-    # `useChat`'s Stop aborts the fetch: the server sees the connection close.
-    async def body() -> tuple[int, int]:
+def _leave_after_five_deltas(
+    server: RunningServer, provider: MockProvider, log_capture: LogCapture, **fields: Any
+) -> tuple[int, int, dict[str, Any]]:
+    """Read five text deltas of a paced answer, then close the connection (what `useChat`'s Stop does)."""
+
+    async def body() -> tuple[int, int, dict[str, Any]]:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
             received = 0
-            request = {"messages": _ask(), "mock": {"delay_ms": 20}}
+            request = {"messages": _ask(), "mock": {"delay_ms": 20}, **fields}
             async with client.stream("POST", "/api/chat", json=request) as response:
                 assert response.status_code == 200
                 async for line in response.aiter_lines():
@@ -572,17 +573,33 @@ def test_a_client_that_leaves_mid_stream_cancels_the_generation(
                         if received == 5:
                             break
             at_close = provider.tokens_emitted
-            await _stream_ended(log_capture)
-            return at_close, received
+            return at_close, received, await _stream_ended(log_capture)
 
+    return run_async(body, timeout_s=20)
+
+
+def test_a_client_that_leaves_a_plain_stream_cancels_the_generation(
+    make_app: AppFactory, serve: ServeFactory, provider: MockProvider, log_capture: LogCapture
+) -> None:
     with serve(make_app()) as server:
-        at_close, received = run_async(body, timeout_s=20)
-        [end] = log_capture.stream_ends
+        at_close, received, end = _leave_after_five_deltas(server, provider, log_capture, resumable=False)
 
     assert received == 5
     assert (end["dialect"], end["outcome"]) == ("ui-message-stream", "cancelled")
     assert provider.active_streams == 0
     assert provider.tokens_emitted - at_close <= 2  # at most the token in the making when the client left
+
+
+def test_a_client_that_leaves_a_resumable_stream_only_detaches_from_it(
+    make_app: AppFactory, serve: ServeFactory, provider: MockProvider, log_capture: LogCapture
+) -> None:
+    # Resumable by default: the answer goes on into the stream log, for `GET /api/chat/{id}/stream`.
+    with serve(make_app()) as server:
+        at_close, received, end = _leave_after_five_deltas(server, provider, log_capture)
+
+    assert received == 5
+    assert (end["dialect"], end["outcome"]) == ("ui-message-stream", "completed")
+    assert provider.tokens_emitted == len(expected_tokens(_PROMPT)) > at_close
 
 
 def test_an_explicit_cancel_ends_the_stream_with_an_abort(

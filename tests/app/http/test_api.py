@@ -185,6 +185,7 @@ def test_the_openapi_document_describes_bodies_queries_streams_and_errors(
         "model": False,
         "max_tokens": False,
         "mock": False,
+        "resumable": False,
     }
     events = get["responses"]["200"]["content"]["text/event-stream"]["schema"]
     assert events["properties"]["data"]["contentSchema"] == {"$ref": "#/components/schemas/StreamEvent"}

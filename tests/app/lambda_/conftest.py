@@ -20,6 +20,7 @@ from tests.app.lambda_.fake_runtime_api import (
     lambda_environment,
     running_fake,
 )
+from tests.support.aws import create_declared_table, offline_aws
 
 EVENTS = ROOT / "events"
 
@@ -107,25 +108,8 @@ def start_runtime(fake: FakeRuntimeApi, tmp_path: Path) -> Iterator[StartRuntime
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """moto's in-process AWS, with credentials that could never reach a real account."""
-    from moto import mock_aws
-
-    for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    monkeypatch.setenv("AWS_REGION", "eu-west-1")
-    with mock_aws():
+    with offline_aws(monkeypatch):
         yield
-
-
-def sam_template() -> dict[str, Any]:
-    """template.yaml as data, intrinsic functions as `{"Ref": ...}`-style dictionaries."""
-    from samtranslator.yaml_helper import yaml_parse
-
-    parsed: dict[str, Any] = yaml_parse((ROOT / "template.yaml").read_text())
-    return parsed
 
 
 @pytest.fixture
@@ -133,20 +117,6 @@ def cancel_table(aws: None) -> str:
     """The cancel table, created in moto exactly as template.yaml declares it."""
     import boto3
 
-    properties = sam_template()["Resources"]["CancelTable"]["Properties"]
-    client = boto3.client("dynamodb")
     name = "tokenrelay-cancels"
-    client.create_table(
-        TableName=name,
-        BillingMode=properties["BillingMode"],
-        AttributeDefinitions=properties["AttributeDefinitions"],
-        KeySchema=properties["KeySchema"],
-    )
-    client.update_time_to_live(
-        TableName=name,
-        TimeToLiveSpecification={
-            "AttributeName": properties["TimeToLiveSpecification"]["AttributeName"],
-            "Enabled": properties["TimeToLiveSpecification"]["Enabled"],
-        },
-    )
+    create_declared_table(boto3.client("dynamodb"), name)
     return name

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -20,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from tests.app.lambda_.conftest import sam_template
 from tests.app.lambda_.fake_runtime_api import ROOT, WRAPPER
+from tests.support.aws import sam_template
 from tests.support.tools import serverless_cli
 
 WRAPPER_ON_LAMBDA = "/var/task/app/lambda_/bootstrap"
@@ -149,6 +150,26 @@ def test_the_openai_key_is_never_in_the_environment_only_where_to_find_it(sam: d
     assert "secretsmanager:*" not in statements
 
 
+def dynamodb_actions_called() -> list[str]:
+    """The IAM actions of every DynamoDB operation the cancel registry and the stream log call."""
+    called: set[str] = set()
+    for module in ("app/stream/cancel/dynamodb.py", "app/stream/log/dynamodb.py"):
+        called.update(re.findall(r"self\._client\.([a-z_]+)", (ROOT / module).read_text()))
+    called.discard("exceptions")
+    return sorted("dynamodb:" + "".join(part.title() for part in name.split("_")) for name in called)
+
+
+def test_the_iam_actions_are_those_of_the_calls() -> None:
+    # Not a Scan nor a Query among them: the table has no range key and no index to read by.
+    assert dynamodb_actions_called() == [
+        "dynamodb:BatchGetItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+    ]
+
+
 def test_the_cancel_table_and_log_groups(sam: dict[str, Any]) -> None:
     table = sam["Resources"]["CancelTable"]["Properties"]
     assert table["KeySchema"] == [{"AttributeName": "stream_id", "KeyType": "HASH"}]
@@ -157,8 +178,23 @@ def test_the_cancel_table_and_log_groups(sam: dict[str, Any]) -> None:
     assert functions["StreamFunction"]["Properties"]["Environment"]["Variables"]["CANCEL_TABLE"] == {
         "Ref": "CancelTable"
     }
+    # The stream log shares the table: one table, items typed by their key.
+    assert functions["StreamFunction"]["Properties"]["Environment"]["Variables"]["STREAM_TABLE"] == {
+        "Ref": "CancelTable"
+    }
+    [statement] = [
+        statement
+        for policy in sam["Resources"]["StreamFunctionRole"]["Properties"]["Policies"]
+        # (the others are under an `Fn::If`: the key's source is a parameter)
+        for statement in policy.get("PolicyDocument", {}).get("Statement", [])
+        if statement.get("Sid") == "CancelTable"
+    ]
+    assert statement["Resource"] == {"Fn::GetAtt": ["CancelTable", "Arn"]}
+    assert sorted(statement["Action"]) == dynamodb_actions_called()
     # A buffered client sees the stream id only once the stream is over: no cancel, no boto3, no table.
-    assert "CANCEL_TABLE" not in functions["BufferedFunction"]["Properties"]["Environment"]["Variables"]
+    buffered_env = functions["BufferedFunction"]["Properties"]["Environment"]["Variables"]
+    assert "CANCEL_TABLE" not in buffered_env
+    assert "STREAM_TABLE" not in buffered_env
     buffered_policies = json.dumps(sam["Resources"]["BufferedFunctionRole"]["Properties"]["Policies"])
     assert "dynamodb:" not in buffered_policies
     groups = resources_of_type(sam, "AWS::Logs::LogGroup")
@@ -266,9 +302,19 @@ def test_serverless_v3_packages_it_offline_into_clean_cloudformation(
     variables = function["Environment"]["Variables"]
     assert variables["AWS_LAMBDA_EXEC_WRAPPER"] == WRAPPER_ON_LAMBDA
     assert variables["CANCEL_TABLE"] == {"Ref": "CancelTable"}
+    assert variables["STREAM_TABLE"] == {"Ref": "CancelTable"}
     assert "API_KEYS" not in variables
     buffered = generated["Resources"]["BufferedLambdaFunction"]["Properties"]["Environment"]["Variables"]
     assert "CANCEL_TABLE" not in buffered
+    assert "STREAM_TABLE" not in buffered
+    role = generated["Resources"]["IamRoleLambdaExecution"]["Properties"]
+    [statement] = [
+        statement
+        for policy in role["Policies"]
+        for statement in policy.get("PolicyDocument", {}).get("Statement", [])
+        if statement.get("Sid") == "CancelTable"
+    ]
+    assert sorted(statement["Action"]) == dynamodb_actions_called()
     assert "ReservedConcurrentExecutions" not in function
     actions = sorted(
         p["Properties"]["Action"] for p in resources_of_type(generated, "AWS::Lambda::Permission").values()

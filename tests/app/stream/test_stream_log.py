@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -138,3 +139,142 @@ def test_a_closed_memory_log_expires_after_its_retention() -> None:
         return kept, await log.find("old", None) is not None
 
     assert run_async(body, timeout_s=20) == (True, False)
+
+
+# --- A producer on one instance, a reader on another (DynamoDB: two instances on one table; memory: one
+# process, the same object twice). Writes reach the table in the background, so a reader on another
+# instance first waits until it sees the stream, as a resume arriving a moment later would.
+
+
+async def _until(check: Callable[[], Awaitable[bool]]) -> None:
+    """Await a condition another instance's writes make true; the caller's timeout bounds the wait."""
+    while not await check():  # noqa: ASYNC110 - the state is in the shared storage: nothing to await
+        await asyncio.sleep(0.01)
+
+
+def _visible(log: StreamLog, stream_id: str, owner: str | None = None) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return await log.find(stream_id, owner) is not None
+
+    return check
+
+
+def test_another_instance_replays_a_closed_log_across_its_batches(
+    stream_log_pair: tuple[StreamLog, StreamLog],
+) -> None:
+    producer, reader = stream_log_pair
+    events = [_event(i, f"token-{i:03d}-" + "x" * 60) for i in range(1, 61)]
+
+    async def body() -> tuple[LoggedStream | None, list[bytes], list[bytes], list[bytes]]:
+        await producer.open("long", owner="key-a", dialect="stream")
+        for event_id, event in enumerate(events, start=1):
+            await producer.append("long", event_id, event)
+            if event_id % 5 == 0:
+                await asyncio.sleep(0.002)  # room for the writer: ~6 KB in several batches, not one
+        await producer.close("long")
+        return (
+            await reader.find("long", "key-a"),
+            await _collect(reader, "long", 0),
+            await _collect(reader, "long", 37),
+            await _collect(reader, "long", 60),
+        )
+
+    found, everything, rest, none = run_async(body, timeout_s=20)
+
+    assert found is not None
+    assert (found.dialect, found.closed, found.owner) == ("stream", True, "key-a")
+    assert everything == events
+    assert rest == events[37:]
+    assert none == []
+
+
+def test_another_instance_follows_the_live_stream_to_its_end(
+    stream_log_pair: tuple[StreamLog, StreamLog],
+) -> None:
+    producer, reader = stream_log_pair
+
+    async def body() -> list[bytes]:
+        await producer.open("live", owner=None, dialect="chat.completions")
+        for event_id in range(1, 4):
+            await producer.append("live", event_id, _event(event_id))
+        await _until(_visible(reader, "live"))
+        following = asyncio.create_task(_collect(reader, "live", 2))
+        for event_id in range(4, 41):
+            await asyncio.sleep(0.005)
+            await producer.append("live", event_id, _event(event_id, f"t{event_id}"))
+        await producer.close("live")
+        return await following
+
+    events = run_async(body, timeout_s=20)
+
+    assert events == [_event(3)] + [_event(i, f"t{i}") for i in range(4, 41)]
+
+
+def test_a_reader_on_another_instance_stops_at_its_deadline(
+    stream_log_pair: tuple[StreamLog, StreamLog],
+) -> None:
+    producer, reader = stream_log_pair
+
+    async def body() -> tuple[list[bytes], float]:
+        await producer.open("slow", owner=None, dialect="stream")
+        await producer.append("slow", 1, _event(1))
+        await _until(_visible(reader, "slow"))
+        started = time.monotonic()
+        # A second, not 0.3 s as above: time for the event's batch to be written and read back too.
+        events = await _collect(reader, "slow", 0, until=started + 1.0)
+        return events, time.monotonic() - started
+
+    events, waited_s = run_async(body, timeout_s=20)
+
+    assert events == [_event(1)]
+    assert 0.95 <= waited_s < 5
+
+
+def test_another_instance_finds_a_stream_by_its_owner_only(
+    stream_log_pair: tuple[StreamLog, StreamLog],
+) -> None:
+    producer, reader = stream_log_pair
+
+    async def body() -> list[LoggedStream | None]:
+        await producer.open("mine", owner="key-a", dialect="responses", chat_id="chat-9")
+        await producer.append("mine", 1, _event(1))
+        await _until(_visible(reader, "mine", "key-a"))
+        found = await reader.find("mine", "key-a")
+        other = await reader.find("mine", "key-b")
+        anonymous = await reader.find("mine", None)
+        unknown = await reader.find("nope", "key-a")
+        await producer.close("mine")
+        closed = await reader.find("mine", "key-a")
+        return [found, other, anonymous, unknown, closed]
+
+    found, other, anonymous, unknown, closed = run_async(body, timeout_s=20)
+
+    assert found == LoggedStream("mine", "key-a", "responses", closed=False, chat_id="chat-9")
+    assert (other, anonymous, unknown) == (None, None, None)
+    # `close` returns once the closed log is stored: another instance sees it closed at once.
+    assert closed == LoggedStream("mine", "key-a", "responses", closed=True, chat_id="chat-9")
+
+
+def test_another_instance_sees_the_active_stream_of_a_chat(
+    stream_log_pair: tuple[StreamLog, StreamLog],
+) -> None:
+    producer, reader = stream_log_pair
+
+    async def body() -> list[str | None]:
+        await producer.open("first", owner="key-a", dialect="ui-message-stream", chat_id="chat-1")
+        await producer.close("first")
+        before = await reader.active_for_chat("chat-1", "key-a")
+        await producer.open("second", owner="key-a", dialect="ui-message-stream", chat_id="chat-1")
+
+        async def second_is_active() -> bool:
+            return await reader.active_for_chat("chat-1", "key-a") == "second"
+
+        await _until(second_is_active)
+        other_owner = await reader.active_for_chat("chat-1", "key-b")
+        anonymous = await reader.active_for_chat("chat-1", None)
+        other_chat = await reader.active_for_chat("chat-2", "key-a")
+        await producer.close("second")
+        after = await reader.active_for_chat("chat-1", "key-a")
+        return [before, other_owner, anonymous, other_chat, after]
+
+    assert run_async(body, timeout_s=20) == [None, None, None, None, None]

@@ -147,7 +147,9 @@ async function viaChat() {
 async function stop() {
   let stopped = null;
   const chat = new Chat({
-    transport: new DefaultChatTransport({ api, headers, body: { mock: { delay_ms: 20 } } }),
+    // A plain stream: Stop (the aborted fetch) then stops the generation. A resumable one, the default,
+    // only detaches from it, as the AI SDK's own resumable streams do.
+    transport: new DefaultChatTransport({ api, headers, body: { mock: { delay_ms: 20 }, resumable: false } }),
     // Stop as a user would, once some of the answer is on screen.
     onChange: (state) => {
       const last = state.messages.at(-1);
