@@ -13,36 +13,31 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Iterable
-from typing import TYPE_CHECKING, Any, Final, cast
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING, Final, cast
 
 import msgspec
-from litestar import Response
 from litestar.response.base import ASGIResponse
 
 from app.errors import STREAM_LOG_UNAVAILABLE
 from app.http.disconnect import wait_for_disconnect
+from app.http.responses import EventStreamBase
 from app.logs import log_event
 from app.stream.dialects import sse
-from app.stream.dialects.sse import EVENT_STREAM_HEADERS
 from app.stream.limits import Deadline
 from app.stream.log import StreamLog, StreamLogUnavailable
 from app.stream.resumable import ResumableRun
 from app.stream.trailers import ASGI_EXTENSION, outcome_trailers
 
 if TYPE_CHECKING:
-    from litestar.app import Litestar
-    from litestar.background_tasks import BackgroundTask, BackgroundTasks
-    from litestar.connection import Request
-    from litestar.datastructures import Cookie
-    from litestar.types import HTTPResponseStartEvent, Message, Receive, Scope, Send, TypeEncodersMap
+    from litestar.types import HTTPResponseStartEvent, Message, Receive, Scope, Send
 
 # Ended this long before the host's deadline, so that the resume hint and the body's end still go out.
 _DEADLINE_MARGIN_S: Final = 1.0
 _NATIVE_DIALECT: Final = "stream"
 
 
-class LogFollowResponse(Response[None]):
+class LogFollowResponse(EventStreamBase):
     """A `text/event-stream` response of a logged stream's events after id `after`."""
 
     def __init__(
@@ -58,7 +53,7 @@ class LogFollowResponse(Response[None]):
         deadline: Deadline | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(content=None, headers={**EVENT_STREAM_HEADERS, **(headers or {})})
+        super().__init__(headers=headers)
         self._follow = _Follow(
             log,
             stream_id,
@@ -70,25 +65,7 @@ class LogFollowResponse(Response[None]):
             until=None if deadline is None else deadline.at - _DEADLINE_MARGIN_S,
         )
 
-    def to_asgi_response(
-        self,
-        app: Litestar | None,
-        request: Request[Any, Any, Any],
-        *,
-        background: BackgroundTask | BackgroundTasks | None = None,
-        cookies: Iterable[Cookie] | None = None,
-        encoded_headers: Iterable[tuple[bytes, bytes]] | None = None,
-        headers: dict[str, str] | None = None,
-        is_head_response: bool = False,
-        media_type: Any = None,
-        status_code: int | None = None,
-        type_encoders: TypeEncodersMap | None = None,
-    ) -> ASGIResponse:
-        merged = {**(headers or {}), **self.headers}
-        raw_headers = [
-            (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in merged.items()
-        ]
-        raw_headers.extend(encoded_headers or ())
+    def asgi(self, raw_headers: list[tuple[bytes, bytes]]) -> ASGIResponse:
         self._follow.raw_headers = raw_headers
         return self._follow
 

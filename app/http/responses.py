@@ -40,15 +40,15 @@ if TYPE_CHECKING:
     from litestar.types import HTTPResponseStartEvent, Message, Receive, Scope, Send, TypeEncodersMap
 
 
-class EventStreamResponse(Response[None]):
-    """A `text/event-stream` response framing one open stream in one dialect."""
+class EventStreamBase(Response[None]):
+    """A `text/event-stream` response written by an ASGI callable of its own (`asgi`), which gets the
+    headers Litestar would have sent, already encoded."""
 
-    def __init__(
-        self, stream: OpenStream, dialect: Dialect[bytes], *, headers: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(content=None, headers={**EVENT_STREAM_HEADERS, **(headers or {})})
-        self.stream = stream
-        self.dialect = dialect
+
+    def asgi(self, raw_headers: list[tuple[bytes, bytes]]) -> ASGIResponse:
+        raise NotImplementedError
 
     def to_asgi_response(
         self,
@@ -69,6 +69,20 @@ class EventStreamResponse(Response[None]):
             (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in merged.items()
         ]
         raw_headers.extend(encoded_headers or ())
+        return self.asgi(raw_headers)
+
+
+class EventStreamResponse(EventStreamBase):
+    """A `text/event-stream` response framing one open stream in one dialect."""
+
+    def __init__(
+        self, stream: OpenStream, dialect: Dialect[bytes], *, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(headers=headers)
+        self.stream = stream
+        self.dialect = dialect
+
+    def asgi(self, raw_headers: list[tuple[bytes, bytes]]) -> ASGIResponse:
         return _EventStreamASGI(self.stream, self.dialect, raw_headers)
 
 

@@ -23,10 +23,8 @@ from tests.support.aws import (
     create_declared_table,
     dynamodb_client,
     offline_credentials,
-    running_dynalite,
 )
 from tests.support.sse import Frame, events, parse_frames
-from tests.support.tools import node_script_runner
 
 PROMPT = "Explain server-sent events"
 TABLE = "tokenrelay-resume"
@@ -37,15 +35,6 @@ def _free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
-
-
-@pytest.fixture
-def dynalite() -> Iterator[str]:
-    node = node_script_runner("dynalite")
-    if node is None:
-        pytest.skip("node, or the dynalite npm package (make test runs npm ci in tests/node), is missing")
-    with running_dynalite(node) as endpoint:
-        yield endpoint
 
 
 def _environment(endpoint: str, port: int) -> dict[str, str]:
@@ -115,13 +104,16 @@ def _text(frames: list[Frame]) -> str:
 
 
 def test_a_stream_started_on_one_process_is_resumed_on_another(
-    dynalite: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    dynalite_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     offline_credentials(monkeypatch)
-    client: Any = dynamodb_client(dynalite)
+    client: Any = dynamodb_client(dynalite_endpoint)
     create_declared_table(client, TABLE, time_to_live=False)
 
-    with _service(dynalite, tmp_path / "a.log") as a, _service(dynalite, tmp_path / "b.log") as b:
+    with (
+        _service(dynalite_endpoint, tmp_path / "a.log") as a,
+        _service(dynalite_endpoint, tmp_path / "b.log") as b,
+    ):
         stream_id, before = _first_deltas(a, 5)
         resumed = httpx.get(
             f"{b}/v1/streams/{stream_id}/events", headers={"Last-Event-ID": before[-1].id or ""}, timeout=30

@@ -23,9 +23,7 @@ from tests.support.aws import (
     dynamodb_client,
     offline_aws,
     offline_credentials,
-    running_dynalite,
 )
-from tests.support.tools import node_script_runner
 
 DYNAMODB_SERVERS = ("moto", "dynalite")
 
@@ -59,16 +57,6 @@ class DynamoDBTable:
             .get("Item")
         )
         return found
-
-
-@pytest.fixture(scope="session")
-def dynalite_endpoint() -> Iterator[str]:
-    """One dynalite server for the session, on loopback; skipped, saying why, without node or the package."""
-    node = node_script_runner("dynalite")
-    if node is None:
-        pytest.skip("node, or the dynalite npm package (make test runs npm ci in tests/node), is missing")
-    with running_dynalite(node) as endpoint:
-        yield endpoint
 
 
 @contextlib.contextmanager
