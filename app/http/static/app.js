@@ -1,9 +1,11 @@
 // tokenrelay's browser client: four transports feeding one renderer that appends each token to a single
 // text node. No dependencies, no build step; loaded as a module, so it runs in strict mode after parsing.
 
-// After a dropped connection: two more attempts, after these pauses. The server cannot resume a generation,
-// so a retry regenerates the answer; the text already on screen stays, and is kept as is when the new
-// answer starts with it (the mock provider is deterministic; a sampling model usually is not).
+// After a dropped connection: two more attempts, after these pauses. fetch, EventSource and the AI SDK
+// transport start resumable streams and reconnect to the same one, from the last event they rendered
+// (`GET /v1/streams/{id}/events`), so nothing is generated twice. The WebSocket has no resume: its retry
+// regenerates the answer, and the text already on screen is kept as is when the new answer starts with it
+// (the mock provider is deterministic; a sampling model usually is not).
 const RETRY_DELAYS_MS = [500, 1500];
 
 const TRANSPORT_LABELS = {
@@ -104,16 +106,23 @@ class Run {
     this.apiKey = apiKey;
     this.controller = new AbortController();
     this.ended = false;
-    this.attempt = 0;
-    this.streamId = null; // from `start`, for POST /v1/streams/{id}/cancel
+    this.resumable = transport !== "websocket"; // the WebSocket protocol has no resume
+    this.attempt = 0; // retries used after dropped connections, out of RETRY_DELAYS_MS.length
+    this.reconnects = 0; // connections after the first, hand-overs included
+    this.mode = "first"; // this connection: "first", "resume" (the same stream) or "regenerate"
+    this.streamId = null; // from `X-Stream-Id` or `start`: for the cancel endpoint, and to resume
+    this.lastEventId = 0; // the `id:` of the last event rendered: a resume asks for the ones after it
+    this.openedAfter = 0; // lastEventId when this connection opened, to tell whether it brought anything
+    this.handedOver = false; // the server ended this connection with a `resume` event (its host's deadline)
+    this.chunks = null; // ai-sdk: the UI message chunk reader, whose state a resume continues
     this.sentAt = performance.now();
     this.firstTokenAt = null;
     this.attemptFirstAt = null;
     this.lastTokenAt = null;
-    this.tokens = 0; // deltas of the current attempt
+    this.tokens = 0; // deltas of the stream shown (of the current attempt, when regenerating)
     this.shown = ""; // the text in #output
     this.received = ""; // the text of the current attempt
-    this.replaying = false; // a retry is re-receiving text that is already shown
+    this.replaying = false; // a regeneration is re-receiving text that is already shown
     this.node = document.createTextNode("");
     this.calls = new Map(); // tool call index -> the text node its arguments are appended to
     this.timer = null;
@@ -144,6 +153,8 @@ class Run {
 
   async attempts() {
     for (;;) {
+      this.openedAfter = this.lastEventId;
+      this.handedOver = false;
       try {
         await TRANSPORTS[this.transport](this);
         if (!this.ended) throw new ConnectionLost("the stream ended before its last event");
@@ -154,40 +165,84 @@ class Run {
           this.fail(error instanceof StreamFailed ? error.message : `Unexpected error: ${error}`);
           return;
         }
+        const resume = this.resumable && this.streamId !== null;
+        // A hand-over is planned, not a failure: reconnect at once, without using a retry. Unless the
+        // connection brought nothing, so that a server that cannot serve the stream cannot make us spin.
+        if (resume && this.handedOver && this.lastEventId > this.openedAfter) {
+          this.reconnects += 1;
+          this.mode = "resume";
+          continue;
+        }
         if (this.attempt >= RETRY_DELAYS_MS.length) {
+          // Nobody will read the rest: stop the generation rather than leave it running for its grace period.
+          if (resume) requestCancel(this.streamId, this.apiKey);
           this.fail(`Connection lost: ${error.message}. Gave up after ${this.attempt} retries; press Send to try again.`);
           return;
         }
         const delay = RETRY_DELAYS_MS[this.attempt];
         this.attempt += 1;
+        const lost = `Connection lost after ${this.tokens} tokens (${error.message}).`;
+        const when = `in ${delay / 1000} s (attempt ${this.attempt} of ${RETRY_DELAYS_MS.length})`;
         this.status(
           "retrying",
-          `Connection lost after ${this.tokens} tokens (${error.message}). Retrying in ${delay / 1000} s ` +
-            `(attempt ${this.attempt} of ${RETRY_DELAYS_MS.length}): the answer is regenerated, and the text ` +
-            "already shown is kept.",
+          resume
+            ? `${lost} Reconnecting ${when} to resume the same answer where it stopped.`
+            : `${lost} Retrying ${when}: the answer is regenerated, and the text already shown is kept.`,
         );
         if (!(await pause(delay, this.signal)) || !this.live) return;
-        this.received = "";
-        this.replaying = this.shown.length > 0;
-        this.tokens = 0;
-        this.attemptFirstAt = null;
-        this.streamId = null;
-        this.clearToolCalls(); // the regenerated answer makes its calls again
+        this.reconnects += 1;
+        if (resume) this.mode = "resume";
+        else this.regenerate();
       }
     }
+  }
+
+  /** Start over with a new stream: the WebSocket's retry, or a stream whose id never arrived. */
+  regenerate() {
+    this.mode = "regenerate";
+    this.received = "";
+    this.replaying = this.shown.length > 0;
+    this.tokens = 0;
+    this.attemptFirstAt = null;
+    this.streamId = null;
+    this.lastEventId = 0;
+    this.openedAfter = 0;
+    this.chunks = null;
+    this.clearToolCalls(); // the regenerated answer makes its calls again
+  }
+
+  /** Whether an event with this `id:` is one not rendered yet; a resume must never render one twice. */
+  fresh(id) {
+    if (!id) return true; // WebSocket messages, and events without an id (the `resume` hint)
+    const number = Number(id);
+    if (!Number.isSafeInteger(number)) return true;
+    if (number <= this.lastEventId) return false;
+    this.lastEventId = number;
+    return true;
+  }
+
+  /** A resume connection is open: the events after `lastEventId` follow. */
+  resumed() {
+    this.status(
+      "streaming",
+      `Reconnected: resuming the same answer after event ${this.lastEventId} (${this.tokens} tokens kept)…`,
+    );
+  }
+
+  /** An SSE comment. Dialects other than /v1/stream's hand a stream over with one, not an event. */
+  comment(text) {
+    if (text.startsWith("resume from last_event_id=")) this.handedOver = true;
   }
 
   /** Apply one server event; transports stop reading once `ended` is true. */
   handle(type, data) {
     if (!this.live) return;
     if (type === "start") {
-      this.streamId = data.stream_id;
-      this.status(
-        "streaming",
-        this.attempt === 0
-          ? "Streaming…"
-          : `Reconnected (attempt ${this.attempt}); regenerating and skipping the text already shown…`,
-      );
+      this.streamId = data.stream_id ?? this.streamId;
+      if (this.mode === "first") this.status("streaming", "Streaming…");
+      else if (this.mode === "regenerate") {
+        this.status("streaming", `Reconnected (attempt ${this.attempt}); regenerating and skipping the text already shown…`);
+      }
     } else if (type === "delta") {
       this.delta(data.text);
     } else if (type === "tool_call") {
@@ -197,6 +252,8 @@ class Run {
     } else if (type === "error") {
       const where = this.tokens > 0 || this.shown ? `The stream failed after ${this.tokens} tokens` : "Error";
       this.fail(`${where}: ${describeError(data.error)}`);
+    } else if (type === "resume") {
+      this.handedOver = true;
     }
   }
 
@@ -286,7 +343,7 @@ class Run {
     const usage = data.usage;
     const count = usage ? usage.completion_tokens : this.tokens;
     const cut = data.outcome === "max_tokens" ? " (cut short by the token limit)" : "";
-    const retried = this.attempt ? ` after ${this.attempt} reconnect${this.attempt > 1 ? "s" : ""}` : "";
+    const retried = this.reconnects ? ` after ${this.reconnects} reconnect${this.reconnects > 1 ? "s" : ""}` : "";
     const called = data.finish_reason === "tool_calls" ? " The model called a tool (the page does not run it)." : "";
     showStatus("done", `Done: ${count} tokens in ${formatMs(data.timings.duration_ms)}${retried}${cut}.${called}`);
     const parts = [`finish_reason: ${data.finish_reason}`];
@@ -377,11 +434,13 @@ async function httpError(response) {
 
 /** An incremental `text/event-stream` parser (WHATWG rules): feed it decoded text as it arrives. */
 class SseParser {
-  constructor(onEvent) {
-    this.onEvent = onEvent;
+  constructor(onEvent, onComment = () => {}) {
+    this.onEvent = onEvent; // (type, data, id): `id` is the event's own `id:` field, "" without one
+    this.onComment = onComment;
     this.buffer = "";
     this.type = "";
     this.data = [];
+    this.id = "";
   }
 
   push(text) {
@@ -395,33 +454,59 @@ class SseParser {
 
   line(line) {
     if (line === "") {
-      if (this.data.length) this.onEvent(this.type || "message", this.data.join("\n"));
+      // Only a complete event counts, id included: a connection cut inside one leaves it to the resume.
+      if (this.data.length) this.onEvent(this.type || "message", this.data.join("\n"), this.id);
       this.type = "";
       this.data = [];
+      this.id = "";
       return;
     }
-    if (line.startsWith(":")) return; // a comment: the server's `: ping` heartbeat
+    if (line.startsWith(":")) {
+      this.onComment(line.slice(1).trimStart()); // the `: ping` heartbeat, or a hand-over hint
+      return;
+    }
     const colon = line.indexOf(":");
     const field = colon === -1 ? line : line.slice(0, colon);
     let value = colon === -1 ? "" : line.slice(colon + 1);
     if (value.startsWith(" ")) value = value.slice(1);
     if (field === "event") this.type = value;
     else if (field === "data") this.data.push(value);
+    else if (field === "id" && !value.includes("\0")) this.id = value;
   }
 }
 
 function viaFetch(run) {
-  return postEventStream(run, "/v1/stream", run.request, () => (type, data) => run.handle(type, JSON.parse(data)));
+  const onEvent = (type, data) => run.handle(type, JSON.parse(data));
+  if (run.mode === "resume") return resumeEventStream(run, onEvent);
+  // Resumable: a dropped connection reconnects to this stream instead of asking again.
+  return readEventStream(run, "/v1/stream", postJson({ ...run.request, resumable: true }), (response) => {
+    // Known before the first event, so that Stop can cancel a stream that is still silent.
+    run.streamId = response.headers.get("X-Stream-Id");
+    return onEvent;
+  });
 }
 
-/** POST `body` as JSON and read the event stream of the answer; `reader(response)` makes the event handler. */
-async function postEventStream(run, path, body, reader) {
+function postJson(body) {
+  return { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+}
+
+/** The events of the run's stream after the last one rendered, in the stream's own framing. */
+function resumeEventStream(run, onEvent) {
+  const path = `/v1/streams/${encodeURIComponent(run.streamId)}/events`;
+  const request = { method: "GET", headers: { "Last-Event-ID": String(run.lastEventId) } };
+  return readEventStream(run, path, request, () => {
+    run.resumed();
+    return onEvent;
+  });
+}
+
+/** Send the request and read the event stream of its answer; `reader(response)` makes the event handler. */
+async function readEventStream(run, path, request, reader) {
   let response;
   try {
     response = await fetch(path, {
-      method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "text/event-stream", ...authHeaders(run.apiKey) },
-      body: JSON.stringify(body),
+      ...request,
+      headers: { Accept: "text/event-stream", ...request.headers, ...authHeaders(run.apiKey) },
       signal: run.signal,
       cache: "no-store",
     });
@@ -430,10 +515,16 @@ async function postEventStream(run, path, body, reader) {
     throw new ConnectionLost("could not reach the server");
   }
   if (!response.ok) throw await httpError(response);
-  const parser = new SseParser(reader(response));
+  const onEvent = reader(response);
+  const parser = new SseParser(
+    (type, data, id) => {
+      if (run.fresh(id)) onEvent(type, data);
+    },
+    (text) => run.comment(text),
+  );
   const stream = response.body.pipeThrough(new TextDecoderStream()).getReader();
   try {
-    while (!run.ended) {
+    while (!run.ended && !run.handedOver) {
       const { value, done } = await stream.read();
       if (done) break;
       parser.push(value);
@@ -444,11 +535,15 @@ async function postEventStream(run, path, body, reader) {
   } finally {
     stream.cancel().catch(() => {});
   }
-  if (!run.ended) throw new ConnectionLost("the stream ended before its last event");
+  if (run.ended) return;
+  throw new ConnectionLost(run.handedOver ? "the server handed the stream over" : "the stream ended before its last event");
 }
 
 /** POST /api/chat as the AI SDK's `useChat` does: the prompt as a user UIMessage, the options as body fields. */
 function viaAiSdk(run) {
+  const onEvent = (_, data) => run.chunks.read(data);
+  // The same framing on resume: the chunk reader carries on where the dropped connection left it.
+  if (run.mode === "resume") return resumeEventStream(run, onEvent);
   const { messages, ...options } = run.request;
   promptSeq += 1;
   const body = {
@@ -457,11 +552,11 @@ function viaAiSdk(run) {
     messages: [{ id: `prompt-${promptSeq}`, role: "user", parts: [{ type: "text", text: messages.at(-1).content }] }],
     ...options,
   };
-  return postEventStream(run, "/api/chat", body, (response) => {
-    // Known before the first chunk, so that Stop can cancel a stream that is still silent.
+  // /api/chat streams are resumable unless the body says otherwise.
+  return readEventStream(run, "/api/chat", postJson(body), (response) => {
     run.streamId = response.headers.get("X-Stream-Id");
-    const chunks = new UiMessageChunks(run);
-    return (_, data) => chunks.read(data);
+    run.chunks = new UiMessageChunks(run);
+    return onEvent;
   });
 }
 
@@ -527,14 +622,13 @@ class UiMessageChunks {
 }
 
 function viaEventSource(run) {
-  const url = new URL("/v1/stream", window.location.href);
-  const { messages, model, max_tokens: maxTokens, mock } = run.request;
-  url.searchParams.set("prompt", messages[messages.length - 1].content);
-  if (model) url.searchParams.set("model", model);
-  if (maxTokens) url.searchParams.set("max_tokens", String(maxTokens));
-  if (mock) url.searchParams.set("mock", JSON.stringify(mock));
+  const resume = run.mode === "resume";
   return new Promise((resolve, reject) => {
-    const source = new EventSource(url);
+    if (run.signal.aborted) {
+      resolve();
+      return;
+    }
+    const source = new EventSource(eventSourceUrl(run));
     let opened = false;
     const settle = (outcome) => {
       source.close();
@@ -545,12 +639,18 @@ function viaEventSource(run) {
     run.signal.addEventListener("abort", onAbort, { once: true });
     source.addEventListener("open", () => {
       opened = true;
+      if (resume) run.resumed();
     });
     const relay = (event) => {
-      run.handle(event.type, JSON.parse(event.data));
+      if (run.fresh(event.lastEventId)) run.handle(event.type, JSON.parse(event.data));
       if (run.ended) settle(resolve);
     };
     for (const name of ["start", "delta", "tool_call", "done"]) source.addEventListener(name, relay);
+    // Carries no `id:`: `lastEventId` would repeat the previous event's, so it bypasses `fresh`.
+    source.addEventListener("resume", (event) => {
+      run.handle(event.type, JSON.parse(event.data));
+      settle(() => reject(new ConnectionLost("the server handed the stream over")));
+    });
     source.addEventListener("error", (event) => {
       // The server's `event: error` and the browser's own connection errors share one name; only the
       // server's carries data.
@@ -558,15 +658,43 @@ function viaEventSource(run) {
         relay(event);
         return;
       }
-      // Never let EventSource reconnect by itself: the server cannot resume from Last-Event-ID, so every
-      // automatic reconnect would silently start the whole answer again, for as long as the network is bad.
+      // An HTTP error status closes an EventSource for good; a network error leaves it reconnecting.
+      const refused = source.readyState === EventSource.CLOSED;
+      // Never let EventSource reconnect by itself: it would ask its own URL again, and on GET /v1/stream
+      // that starts a new generation. The page resumes the stream by its id instead, a bounded number of times.
       settle(() => {
         if (run.signal.aborted) resolve();
         else if (opened) reject(new ConnectionLost("the event stream dropped"));
+        else if (resume && !refused) reject(new ConnectionLost("could not reach the server"));
+        else if (resume) reject(new StreamFailed(refusedResumeMessage()));
         else reject(new StreamFailed(refusedEventSourceMessage(run.apiKey)));
       });
     });
   });
+}
+
+/** GET /v1/stream for a new stream; the resume endpoint, with the last id in the query, for a resume. */
+function eventSourceUrl(run) {
+  if (run.mode === "resume") {
+    const url = new URL(`/v1/streams/${encodeURIComponent(run.streamId)}/events`, window.location.href);
+    url.searchParams.set("last_event_id", String(run.lastEventId)); // EventSource cannot set the header
+    return url;
+  }
+  const url = new URL("/v1/stream", window.location.href);
+  const { messages, model, max_tokens: maxTokens, mock } = run.request;
+  url.searchParams.set("prompt", messages[messages.length - 1].content);
+  if (model) url.searchParams.set("model", model);
+  if (maxTokens) url.searchParams.set("max_tokens", String(maxTokens));
+  if (mock) url.searchParams.set("mock", JSON.stringify(mock));
+  url.searchParams.set("resumable", "true");
+  return url;
+}
+
+function refusedResumeMessage() {
+  return (
+    "The connection dropped and the server refused to resume the stream (it may have expired). " +
+    "EventSource does not expose the HTTP status or message; the fetch transport shows the reason."
+  );
 }
 
 function refusedEventSourceMessage(apiKey) {

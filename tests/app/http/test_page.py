@@ -6,6 +6,7 @@ every wait is a Playwright condition or a log record with a deadline, never a fi
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from collections import Counter
@@ -13,21 +14,25 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import msgspec
 import pytest
 from litestar import Litestar
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Route, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from app.settings import Secret, Settings
+from app.stream.limits import Deadline, with_deadline
 from providers.mock import MockProvider
 from tests.app.conftest import AppFactory, LogCapture, ServeFactory
 from tests.app.helpers import expected_tokens
 from tests.support.browser import MISSING, find_chromium, in_ci
 from tests.support.server import RunningServer
+from tests.support.sse import Frame, parse_frames
 
 # Without the background-networking flags Chromium phones home at start-up, and a closed network refuses it.
 CHROMIUM_ARGS = [
@@ -44,6 +49,7 @@ TOKEN_DELAY_MS = 25
 TRANSPORTS = ["fetch", "eventsource", "websocket", "ai-sdk"]
 DIALECTS = {"fetch": "stream", "eventsource": "stream", "websocket": "ws", "ai-sdk": "ui-message-stream"}
 PROMPT = "Explain server-sent events"
+FIRST_RETRY_MS = 500  # the page's pause before its first reconnect (RETRY_DELAYS_MS in app.js)
 
 # Installed on the page before a prompt is sent: records every state of #output and #status as it changes.
 OBSERVE = """() => {
@@ -383,12 +389,24 @@ def test_a_new_prompt_cancels_the_one_in_flight(
     assert provider.active_streams == 0
 
 
+STREAM_PATHS = ("/v1/stream", "/v1/ws", "/api/chat")
+RESUME_PATH = re.compile(r"/v1/streams/(?P<stream_id>[^/]+)/events")
+RESUME_URL = re.compile(r"/v1/streams/[^/]+/events")  # for Playwright, which hands it to JavaScript
+
+
+def is_stream_connection(path: str) -> bool:
+    """A path whose connection carries a stream: one that starts it, or a resume."""
+    return path in STREAM_PATHS or RESUME_PATH.fullmatch(path) is not None
+
+
 class CutStreams:
     """ASGI middleware that cuts stream connections after some deltas, as a flaky network or proxy would.
 
     WebSockets are closed with 1012 (service restart) before their `done`. An HTTP response either loses
     its connection mid-body (`abrupt`: the browser sees a network error) or ends early but cleanly, as a
-    proxy's timeout would end it (the browser sees a stream without its last event).
+    proxy's timeout would end it (the browser sees a stream without its last event). A resume
+    (`GET /v1/streams/{id}/events`) is a connection like the others: `times` counts it, and its deltas are
+    counted from its own first one.
     """
 
     def __init__(self, app: ASGIApp, *, after: int, times: int, abrupt: bool = False) -> None:
@@ -402,7 +420,7 @@ class CutStreams:
         if self._left == 0 or scope["type"] not in (ScopeType.HTTP, ScopeType.WEBSOCKET):
             await self._app(scope, receive, send)
             return
-        if scope["path"] not in ("/v1/stream", "/v1/ws", "/api/chat"):
+        if not is_stream_connection(scope["path"]):
             await self._app(scope, receive, send)
             return
         self._left -= 1
@@ -435,29 +453,133 @@ class CutStreams:
         # Returning from an HTTP response that has not ended (abrupt) makes uvicorn drop the connection.
 
 
+class HandOverResumes:
+    """ASGI middleware that gives every resume the deadline of a short Lambda invocation, so that the server
+    ends each one after about `serve_s` with its hand-over hint (`event: resume` on `/v1/stream`'s framing,
+    a `: resume from last_event_id=N` comment in the AI SDK's)."""
+
+    # The follower ends this long before its host's deadline (`_DEADLINE_MARGIN_S` in app/http/follow.py).
+    MARGIN_S = 1.0
+
+    def __init__(self, app: ASGIApp, *, serve_s: float) -> None:
+        self._app = app
+        self._serve_s = serve_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP and RESUME_PATH.fullmatch(scope["path"]):
+            with_deadline(cast("dict[str, Any]", scope), Deadline.after(self.MARGIN_S + self._serve_s))
+        await self._app(scope, receive, send)
+
+
+def as_litestar(middleware: ASGIApp) -> Litestar:
+    """`serve` is typed for Litestar apps, but hands any ASGI app to uvicorn."""
+    return cast("Litestar", middleware)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A request as the page sent it."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: Any
+
+    @property
+    def resumed_stream(self) -> str | None:
+        """The id of the stream this request resumes, if it is a resume."""
+        match = RESUME_PATH.fullmatch(self.path)
+        return match["stream_id"] if match else None
+
+
+def record_requests(page: Page) -> list[Sent]:
+    """Every request the page makes from now on, in order."""
+    sent: list[Sent] = []
+
+    def record(request: Request) -> None:
+        url = urlsplit(request.url)
+        body = request.post_data_json if request.post_data else None
+        sent.append(Sent(request.method, url.path, parse_qs(url.query), dict(request.headers), body))
+
+    page.on("request", record)
+    return sent
+
+
+def stream_starts(sent: list[Sent]) -> list[Sent]:
+    return [request for request in sent if request.path in STREAM_PATHS]
+
+
+def resumes(sent: list[Sent]) -> list[Sent]:
+    return [request for request in sent if request.resumed_stream is not None]
+
+
+def resumed_after(request: Sent, transport: str) -> str:
+    """The last event id a resume names: in `Last-Event-ID`, or in the query for EventSource (which cannot
+    set a header, and must not be left to reconnect by itself)."""
+    assert request.method == "GET"
+    if transport == "eventsource":
+        assert "last-event-id" not in request.headers
+        [after] = request.query["last_event_id"]
+        return after
+    assert "last_event_id" not in request.query
+    return request.headers["last-event-id"]
+
+
+def asked_for_a_resumable_stream(request: Sent, transport: str) -> bool:
+    if transport == "fetch":
+        return bool(request.body["resumable"] is True)
+    if transport == "eventsource":
+        return request.query.get("resumable") == ["true"]
+    return "resumable" not in request.body  # /api/chat streams are resumable by default
+
+
+def id_of_delta(server: RunningServer, transport: str, n: int) -> str:
+    """The `id:` of the event carrying the answer's `n`th delta, in an uninterrupted resumable stream of the
+    same prompt, in the transport's framing (unpaced: the ids do not depend on the pace)."""
+    unpaced = {"delay_ms": 0}
+    if transport == "ai-sdk":
+        parts = [{"type": "text", "text": PROMPT}]
+        path = "/api/chat"
+        body: dict[str, Any] = {"id": "oracle", "messages": [{"id": "m1", "role": "user", "parts": parts}]}
+    else:
+        path = "/v1/stream"
+        body = {"messages": [{"role": "user", "content": PROMPT}], "resumable": True}
+    response = httpx.post(f"{server.base_url}{path}", json={**body, "mock": unpaced}, timeout=10)
+    assert response.status_code == 200, response.text
+    deltas = [frame for frame in parse_frames(response.content) if carries_text(frame)]
+    event_id = deltas[n - 1].id
+    assert event_id is not None
+    return event_id
+
+
+def carries_text(frame: Frame) -> bool:
+    if frame.event == "delta":
+        return True
+    return frame.event is None and frame.data.startswith("{") and frame.json()["type"] == "text-delta"
+
+
+RESUMABLE_DROPS = [
+    ("fetch", True),
+    ("fetch", False),
+    ("eventsource", True),
+    ("eventsource", False),
+    ("ai-sdk", True),
+    ("ai-sdk", False),
+]
+RESUMABLE_DROP_IDS = [
+    "fetch-reset",
+    "fetch-ended",
+    "eventsource-reset",
+    "eventsource-ended",
+    "ai-sdk-reset",
+    "ai-sdk-ended",
+]
+
+
 @pytest.mark.browser
-@pytest.mark.parametrize(
-    ("transport", "abrupt"),
-    [
-        ("fetch", True),
-        ("fetch", False),
-        ("eventsource", True),
-        ("eventsource", False),
-        ("websocket", True),
-        ("ai-sdk", True),
-        ("ai-sdk", False),
-    ],
-    ids=[
-        "fetch-reset",
-        "fetch-ended",
-        "eventsource-reset",
-        "eventsource-ended",
-        "websocket-closed",
-        "ai-sdk-reset",
-        "ai-sdk-ended",
-    ],
-)
-def test_a_dropped_connection_is_retried_and_the_answer_resumed(
+@pytest.mark.parametrize(("transport", "abrupt"), RESUMABLE_DROPS, ids=RESUMABLE_DROP_IDS)
+def test_a_dropped_connection_resumes_the_same_stream_from_the_last_event_shown(
     page: Page,
     make_app: AppFactory,
     serve: ServeFactory,
@@ -466,11 +588,162 @@ def test_a_dropped_connection_is_retried_and_the_answer_resumed(
     transport: str,
     abrupt: bool,
 ) -> None:
+    tokens = expected_tokens(PROMPT)
     cutter = CutStreams(make_app(), after=12, times=1, abrupt=abrupt)
+    with serve(as_litestar(cutter)) as server:
+        open_page(page, server)
+        sent = record_requests(page)
+        ask(page, transport=transport)
+        state, status = wait_for_end(page)
+        # One generation, resumed rather than asked for again, and run to its end: no token made twice.
+        [end] = log_capture.wait_for("stream_end", 1)
+        assert (end["outcome"], end["completion_tokens"]) == ("completed", len(tokens))
+        assert provider.tokens_emitted == len(tokens)
+        assert provider.active_streams == 0
+        last_shown = id_of_delta(server, transport, 12)
+
+    assert state == "done", status
+    assert status.startswith(f"Done: {len(tokens)} tokens in ")
+    assert status.endswith(" after 1 reconnect.")
+    assert cutter.cut == 1
+    # Byte-identical to an uninterrupted answer: nothing repeated, nothing lost.
+    assert output_text(page) == "".join(tokens)
+    [start] = stream_starts(sent)
+    assert asked_for_a_resumable_stream(start, transport)
+    [resume] = resumes(sent)
+    assert resume.resumed_stream == end["request_id"]
+    assert resumed_after(resume, transport) == last_shown
+    history = statuses(page)
+    [retrying] = [status for state, status in history if state == "retrying"]
+    assert retrying.startswith("Connection lost after 12 tokens (")
+    assert retrying.endswith(
+        "Reconnecting in 0.5 s (attempt 1 of 2) to resume the same answer where it stopped."
+    )
+    reconnected = f"Reconnected: resuming the same answer after event {last_shown} (12 tokens kept)…"
+    assert ("streaming", reconnected) in history
+    lengths: list[int] = page.evaluate("() => window.__lengths")
+    assert lengths == sorted(lengths)  # the text shown was never cleared
+    assert page.evaluate(
+        "() => window.__nodes.size === 1"
+        " && [...window.__nodes][0] === document.getElementById('output').firstChild"
+    )
+    assert text(page, "#tokens") == str(len(tokens))
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("transport", ["fetch", "ai-sdk"])
+def test_a_resume_presents_the_api_key_like_the_request_that_started_the_stream(
+    page: Page, make_app: AppFactory, serve: ServeFactory, log_capture: LogCapture, transport: str
+) -> None:
+    # A stream started with a key answers a resume without it as an unknown one (404).
+    cutter = CutStreams(make_app(api_keys=(Secret("sesame"),)), after=5, times=1, abrupt=True)
+    with serve(as_litestar(cutter)) as server:
+        open_page(page, server)
+        sent = record_requests(page)
+        ask(page, transport=transport, max_tokens=20, api_key="sesame")
+        state, status = wait_for_end(page)
+        [end] = log_capture.wait_for("stream_end", 1)
+
+    assert state == "done", status
+    assert end["outcome"] == "max_tokens"
+    assert output_text(page) == "".join(expected_tokens(PROMPT)[:20])
+    [start] = stream_starts(sent)
+    [resume] = resumes(sent)
+    assert start.headers["authorization"] == resume.headers["authorization"] == "Bearer sesame"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("transport", ["fetch", "eventsource", "ai-sdk"])
+def test_a_server_hand_over_reconnects_at_once_without_using_a_retry(
+    page: Page,
+    make_app: AppFactory,
+    serve: ServeFactory,
+    provider: MockProvider,
+    log_capture: LogCapture,
+    transport: str,
+) -> None:
+    tokens = expected_tokens(PROMPT)
+    # The first connection drops; every resume is then served for 0.3 s and handed over, many times over
+    # the ~3 s of the answer: more reconnects than the two retries allow.
+    app = HandOverResumes(CutStreams(make_app(), after=12, times=1, abrupt=True), serve_s=0.3)
+    with serve(as_litestar(app)) as server:
+        open_page(page, server)
+        sent = record_requests(page)
+        ask(page, transport=transport)
+        state, status = wait_for_end(page)
+        [end] = log_capture.wait_for("stream_end", 1)
+        assert (end["outcome"], end["completion_tokens"]) == ("completed", len(tokens))
+        assert provider.tokens_emitted == len(tokens)
+
+    assert state == "done", status
+    assert output_text(page) == "".join(tokens)
+    assert len(stream_starts(sent)) == 1
+    followed = resumes(sent)
+    assert len(followed) > 2
+    assert {request.resumed_stream for request in followed} == {end["request_id"]}
+    # Each resume starts after the last event the previous connection brought.
+    ids = [int(resumed_after(request, transport)) for request in followed]
+    assert ids == sorted(set(ids))
+    assert status.endswith(f" after {len(followed)} reconnects.")
+    assert len([status for state, status in statuses(page) if state == "retrying"]) == 1  # the drop only
+    lengths: list[int] = page.evaluate("() => window.__lengths")
+    assert lengths == sorted(lengths)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("transport", ["fetch", "eventsource", "ai-sdk"])
+def test_stop_during_a_reconnect_cancels_the_stream_and_never_resumes_it(
+    page: Page,
+    make_app: AppFactory,
+    serve: ServeFactory,
+    provider: MockProvider,
+    log_capture: LogCapture,
+    transport: str,
+) -> None:
+    cutter = CutStreams(make_app(), after=12, times=1, abrupt=True)
+    # A resume that the page asks for before Stop is held unanswered: Stop always lands mid-reconnect.
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)
+
+    page.route(RESUME_URL, hold)
+    with serve(as_litestar(cutter)) as server:
+        open_page(page, server)
+        sent = record_requests(page)
+        ask(page, transport=transport)
+        page.wait_for_function("() => document.getElementById('status').dataset.state === 'retrying'")
+        shown = output_text(page)
+        page.click("#stop")
+        # The stream outlives its connection (it is resumable): only the explicit cancel stops it.
+        [end] = log_capture.wait_for("stream_end", 1)
+        assert end["outcome"] == "cancelled"
+        assert provider.active_streams == 0
+        asked = len(resumes(sent))
+        # Twice the pause before the first reconnect: a resume still pending would have been asked for.
+        with (
+            pytest.raises(PlaywrightTimeoutError),
+            page.expect_request(RESUME_URL, timeout=4 * FIRST_RETRY_MS),
+        ):
+            pass
+
+    assert len(resumes(sent)) == asked <= 1
+    assert output_text(page) == shown == "".join(expected_tokens(PROMPT)[:12])
+    assert page.get_attribute("#status", "data-state") == "stopped"
+    assert text(page, "#status") == "Stopped after 12 tokens."
+    assert page.is_disabled("#stop")
+
+
+@pytest.mark.browser
+def test_a_dropped_websocket_is_retried_and_the_answer_regenerated(
+    page: Page, make_app: AppFactory, serve: ServeFactory, provider: MockProvider, log_capture: LogCapture
+) -> None:
+    """The WebSocket protocol has no resume: the retry asks again and skips the text already shown."""
+    cutter = CutStreams(make_app(), after=12, times=1)
     expected = "".join(expected_tokens(PROMPT)[:30])
     with serve(as_litestar(cutter)) as server:
         open_page(page, server)
-        ask(page, transport=transport, max_tokens=30)
+        ask(page, transport="websocket", max_tokens=30)
         state, status = wait_for_end(page)
     assert state == "done", status
     assert status.startswith("Done: 30 tokens in ")
@@ -479,10 +752,11 @@ def test_a_dropped_connection_is_retried_and_the_answer_resumed(
     # The regenerated answer matched what was shown, so nothing is repeated and nothing lost.
     assert output_text(page) == expected
     history = statuses(page)
-    retrying = [status for state, status in history if state == "retrying"]
-    assert len(retrying) == 1
-    assert retrying[0].startswith("Connection lost after 12 tokens")
-    assert "attempt 1 of 2" in retrying[0]
+    [retrying] = [status for state, status in history if state == "retrying"]
+    assert retrying.startswith("Connection lost after 12 tokens")
+    assert retrying.endswith(
+        "Retrying in 0.5 s (attempt 1 of 2): the answer is regenerated, and the text already shown is kept."
+    )
     assert any(status.startswith("Resumed after reconnecting") for _, status in history)
     lengths: list[int] = page.evaluate("() => window.__lengths")
     assert lengths == sorted(lengths)  # the kept prefix was never cleared
@@ -492,26 +766,34 @@ def test_a_dropped_connection_is_retried_and_the_answer_resumed(
 
 
 @pytest.mark.browser
-def test_retries_after_dropped_connections_are_bounded(
-    page: Page, make_app: AppFactory, serve: ServeFactory, log_capture: LogCapture
+def test_retries_after_dropped_connections_are_bounded_and_the_stream_cancelled(
+    page: Page, make_app: AppFactory, serve: ServeFactory, provider: MockProvider, log_capture: LogCapture
 ) -> None:
-    cutter = CutStreams(make_app(), after=3, times=-1, abrupt=True)
+    # Every connection, resumes included. Ended, not reset: a resume replays its backlog at once, and a reset
+    # arriving with the data would make the browser drop what it had not handed to the page yet.
+    cutter = CutStreams(make_app(), after=3, times=-1)
     with serve(as_litestar(cutter)) as server:
         open_page(page, server)
+        sent = record_requests(page)
         ask(page, transport="fetch")
         state, status = wait_for_end(page)
+        # Given up on, the generation is cancelled rather than left to run for its grace period.
+        [end] = log_capture.wait_for("stream_end", 1)
+        assert end["outcome"] == "cancelled"
+        assert provider.active_streams == 0
+    with serve(make_app()) as uncut:
+        first_three = id_of_delta(uncut, "fetch", 3)
     assert state == "error"
     assert status == (
-        "Connection lost: the connection dropped. Gave up after 2 retries; press Send to try again."
+        "Connection lost: the stream ended before its last event. Gave up after 2 retries; "
+        "press Send to try again."
     )
     assert cutter.cut == 3
-    assert [e["outcome"] for e in log_capture.wait_for("stream_end", 3)] == ["cancelled"] * 3
-    assert output_text(page) == "".join(expected_tokens(PROMPT)[:3])
-
-
-def as_litestar(middleware: CutStreams) -> Litestar:
-    """`serve` is typed for Litestar apps, but hands any ASGI app to uvicorn."""
-    return cast("Litestar", middleware)
+    # Each connection brought three more deltas of the same answer, each resume starting after the last.
+    assert output_text(page) == "".join(expected_tokens(PROMPT)[:9])
+    assert len(stream_starts(sent)) == 1
+    after = [int(resumed_after(request, "fetch")) for request in resumes(sent)]
+    assert after == [int(first_three), int(first_three) + 3]
 
 
 @pytest.mark.browser
