@@ -105,12 +105,15 @@ class _Follow(ASGIResponse):
         try:
             await asyncio.wait((writer, listener), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (listener, writer):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            if self._run is not None:
-                self._run.detach()
+            try:
+                for task in (listener, writer):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            finally:
+                # Even when the writer failed (a send on a closed connection): else the grace never starts.
+                if self._run is not None:
+                    self._run.detach()
 
     async def _write(self, send: Send, *, trailers: bool) -> None:
         events = self._log.follow(self._stream_id, self._after, until=self._until)
