@@ -92,6 +92,13 @@ class ToolResult(_MessageBase, frozen=True, tag="tool"):
 Message = SystemMessage | DeveloperMessage | UserMessage | AssistantTurn | ToolResult
 
 
+def tag_of(struct: msgspec.Struct) -> str:
+    """The tag a tagged Struct is written with (its `type`): an event's SSE name, a part's kind."""
+    tag = type(struct).__struct_config__.tag
+    assert isinstance(tag, str), f"{type(struct).__name__} is not a tagged Struct"
+    return tag
+
+
 def role_of(message: Message) -> Role:
     """A message's role: the tag that chose its Struct."""
     role: Role = type(message).__struct_config__.tag  # type: ignore[assignment]

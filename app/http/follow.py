@@ -21,7 +21,7 @@ from litestar.response.base import ASGIResponse
 
 from app.errors import STREAM_LOG_UNAVAILABLE
 from app.http.disconnect import wait_for_disconnect
-from app.http.responses import EventStreamBase
+from app.http.responses import EventStreamBase, event_stream_start
 from app.logs import log_event
 from app.stream.dialects import sse
 from app.stream.limits import Deadline
@@ -127,13 +127,7 @@ class _Follow(ASGIResponse):
             except StreamLogUnavailable:
                 await self._unavailable(send)
                 return
-            start = {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": self.raw_headers,
-                "trailers": trailers,
-            }
-            await send(cast("HTTPResponseStartEvent", start))
+            await send(event_stream_start(self.raw_headers, trailers=trailers))
             async for chunk in _starting_with(first, beats):
                 # A client that stops reading only detaches: the stream goes on into the log.
                 async with asyncio.timeout(self._send_timeout_s):

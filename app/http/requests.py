@@ -25,7 +25,7 @@ from app.errors import (
     from_validation_error,
 )
 from app.http.disconnect import ClientGoneError
-from app.schemas import AssistantTurn, ChatCompletionRequest, Message, ToolResult, role_of
+from app.schemas import AssistantTurn, ChatCompletionRequest, Message, ToolResult, role_of, tag_of
 from app.stream.services import Services
 from providers.protocol import (
     AudioPart,
@@ -292,7 +292,7 @@ def to_chat_message(message: Message, index: int) -> ChatMessage:
         allowed = PARTS_BY_ROLE[role]
         for position, part in enumerate(content):
             if not isinstance(part, allowed):
-                kind = type(part).__struct_config__.tag
+                kind = tag_of(part)
                 raise INVALID_REQUEST(
                     f"a {role} message cannot carry a {kind!r} content part",
                     param=f"{where}.content[{position}]",

@@ -72,6 +72,13 @@ class EventStreamBase(Response[None]):
         return self.asgi(raw_headers)
 
 
+def event_stream_start(headers: list[tuple[bytes, bytes]], *, trailers: bool) -> HTTPResponseStartEvent:
+    """The 200 that opens an event stream, announcing trailers to a host that takes them."""
+    # Litestar's ASGI types predate the trailers extension: the message is cast.
+    start = {"type": "http.response.start", "status": 200, "headers": headers, "trailers": trailers}
+    return cast("HTTPResponseStartEvent", start)
+
+
 class EventStreamResponse(EventStreamBase):
     """A `text/event-stream` response framing one open stream in one dialect."""
 
@@ -147,14 +154,7 @@ class _EventStreamASGI(ASGIResponse):
     async def _write(self, send: Send, *, trailers: bool) -> None:
         body = frames(self._stream, self._dialect)
         try:
-            # Litestar's ASGI types predate the trailers extension: those messages are cast.
-            start = {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": self._raw_headers,
-                "trailers": trailers,
-            }
-            await send(cast("HTTPResponseStartEvent", start))
+            await send(event_stream_start(self._raw_headers, trailers=trailers))
             async for chunk in body:
                 self._writing = True
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})

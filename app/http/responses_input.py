@@ -16,6 +16,7 @@ import msgspec
 
 from app.errors import INVALID_REQUEST, UNSUPPORTED_PARAMETER, from_validation_error
 from app.http.requests import build_chat_request
+from app.schemas import tag_of
 from app.schemas_responses import (
     FunctionCallItem,
     FunctionCallOutputItem,
@@ -192,7 +193,7 @@ def _message(item: InputMessage, where: str) -> ChatMessage:
                 parts.append(RefusalPart(part.refusal))
             else:
                 raise INVALID_REQUEST(
-                    f"an assistant message cannot carry a {_kind(part)!r} content part",
+                    f"an assistant message cannot carry a {tag_of(part)!r} content part",
                     param=f"{where}.content[{position}]",
                 )
         return ChatMessage(role="assistant", content=tuple(parts))
@@ -214,7 +215,7 @@ def _parts(
         if isinstance(part, InputText):
             parts.append(TextPart(part.text))
         elif text_only or isinstance(part, OutputTextPart | RefusalContent):
-            raise INVALID_REQUEST(f"a {role} message cannot carry a {_kind(part)!r} content part", param=at)
+            raise INVALID_REQUEST(f"a {role} message cannot carry a {tag_of(part)!r} content part", param=at)
         elif isinstance(part, InputImage):
             if part.image_url is None:
                 raise UNSUPPORTED_PARAMETER(
@@ -231,12 +232,6 @@ def _parts(
                 )
             parts.append(FilePart(FileRef(part.file_data, part.file_id, part.filename)))
     return tuple(parts)
-
-
-def _kind(part: msgspec.Struct) -> str:
-    tag = type(part).__struct_config__.tag
-    assert isinstance(tag, str)
-    return tag
 
 
 def _tool(tool: FunctionTool) -> Tool:

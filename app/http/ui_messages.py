@@ -25,6 +25,7 @@ from app.schemas import (
     SystemMessage,
     ToolResult,
     UserMessage,
+    tag_of,
 )
 from app.schemas_ui import (
     DataUIPart,
@@ -103,9 +104,7 @@ def _located(exc: msgspec.ValidationError, where: str) -> msgspec.ValidationErro
 def _kind(part: UIPart) -> str:
     if isinstance(part, ToolPart | DataUIPart):
         return part.type
-    tag = type(part).__struct_config__.tag
-    assert isinstance(tag, str)
-    return tag
+    return tag_of(part)
 
 
 def _refused(role: str, part: UIPart, where: str) -> Exception:

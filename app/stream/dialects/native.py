@@ -20,6 +20,7 @@ from app.schemas import (
     Timings,
     ToolCallEvent,
     UsageInfo,
+    tag_of,
 )
 from app.stream.dialects import sse
 from app.stream.session import Completed, Failed, Heartbeat, SessionEvent, StreamSession
@@ -29,9 +30,7 @@ _encode = msgspec.json.Encoder().encode
 
 
 def event_name(payload: StreamEvent) -> str:
-    tag = type(payload).__struct_config__.tag
-    assert isinstance(tag, str)
-    return tag
+    return tag_of(payload)
 
 
 # A delta is the hot path: its constant parts are encoded once, from the Struct itself.

@@ -15,7 +15,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from app.schemas import ErrorDetail
+from app.schemas import ErrorDetail, tag_of
 from app.schemas_responses import (
     ContentPartAdded,
     ContentPartDone,
@@ -290,13 +290,7 @@ class ResponsesStreamDialect:
         """One event, numbered: its `sequence_number` (0 as built) is the stream's next."""
         numbered = msgspec.structs.replace(event, sequence_number=self._sequence)
         self._sequence += 1
-        return sse.event(_encode(numbered), name=_name(numbered))
-
-
-def _name(event: ResponseStreamEvent) -> str:
-    tag = type(event).__struct_config__.tag
-    assert isinstance(tag, str)
-    return tag
+        return sse.event(_encode(numbered), name=tag_of(numbered))
 
 
 def _delta_parts(item: _Item) -> tuple[bytes, bytes, bytes]:
@@ -308,7 +302,7 @@ def _delta_parts(item: _Item) -> tuple[bytes, bytes, bytes]:
     sample = OutputTextDelta(
         sequence_number=0, item_id=item.id, output_index=item.output_index, content_index=0, delta=""
     )
-    framed = sse.event(_encode(sample), name=_name(sample))
+    framed = sse.event(_encode(sample), name=tag_of(sample))
     before, rest = framed.split(b'"delta":""', 1)
     middle, after = rest.split(b'"sequence_number":0', 1)
     assert b'"sequence_number"' not in before
