@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from tests.support.server import free_port
+
 if TYPE_CHECKING:
     import pytest
 
@@ -95,17 +97,10 @@ def dynamodb_client(endpoint_url: str | None = None) -> Any:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def running_dynalite(node: str, *, start_timeout_s: float = 20.0) -> Iterator[str]:
     """A dynalite server (in memory) on 127.0.0.1, until the block ends: its endpoint URL."""
-    port = _free_port()
+    port = free_port()
     command = [
         node,
         str(DYNALITE_CLI),

@@ -32,6 +32,14 @@ class RunningServer:
         return f"ws://{self.host}:{self.port}"
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on now, for a server started in another process."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 @contextmanager
 def serve(
     app: Litestar, *, config: uvicorn.Config | None = None, join_timeout_s: float = 10.0

@@ -5,7 +5,6 @@ starts on A, its client drops after a few deltas, and a second client resumes it
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,17 +23,11 @@ from tests.support.aws import (
     dynamodb_client,
     offline_credentials,
 )
+from tests.support.server import free_port
 from tests.support.sse import Frame, events, parse_frames
 
 PROMPT = "Explain server-sent events"
 TABLE = "tokenrelay-resume"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _environment(endpoint: str, port: int) -> dict[str, str]:
@@ -60,7 +53,7 @@ def _environment(endpoint: str, port: int) -> dict[str, str]:
 @contextmanager
 def _service(endpoint: str, log_path: Path) -> Iterator[str]:
     """`python -m app` in a process of its own, until the block ends: its base URL."""
-    port = _free_port()
+    port = free_port()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "app"], cwd=ROOT, env=_environment(endpoint, port), stdout=log, stderr=log

@@ -22,17 +22,11 @@ import pytest
 
 from tests.app.lambda_.conftest import function_url_event, load_event
 from tests.app.lambda_.fake_runtime_api import DELIMITER, ROOT, WRAPPER
+from tests.support.server import free_port
 from tests.support.sse import events, parse_frames
 from tests.support.tools import rie_binary
 
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass
