@@ -223,6 +223,8 @@ class StartEvent(
     # Said only when true: the stream can be resumed from `GET /v1/streams/{stream_id}/events`.
     resumable: bool = False
     id: str | None = None
+    # On the WebSocket, for a resumable prompt: the event's id in the stream log (SSE says it in `id:`).
+    event_id: int | None = None
 
 
 class DeltaEvent(
@@ -232,6 +234,8 @@ class DeltaEvent(
 
     text: str
     id: str | None = None
+    # On the WebSocket, for a resumable prompt: the event's id in the stream log (SSE says it in `id:`).
+    event_id: int | None = None
 
 
 class ToolCallEvent(
@@ -245,6 +249,8 @@ class ToolCallEvent(
     call_id: str | None = None
     name: str | None = None
     id: str | None = None
+    # On the WebSocket, for a resumable prompt: the event's id in the stream log (SSE says it in `id:`).
+    event_id: int | None = None
 
 
 class DoneEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="done", omit_defaults=True):
@@ -255,6 +261,8 @@ class DoneEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag
     usage: UsageInfo | None
     timings: Timings
     id: str | None = None
+    # On the WebSocket, for a resumable prompt: the event's id in the stream log (SSE says it in `id:`).
+    event_id: int | None = None
 
 
 class ErrorEvent(
@@ -264,6 +272,8 @@ class ErrorEvent(
 
     error: ErrorDetail
     id: str | None = None
+    # On the WebSocket, for a resumable prompt: the event's id in the stream log (SSE says it in `id:`).
+    event_id: int | None = None
 
 
 StreamEvent = StartEvent | DeltaEvent | ToolCallEvent | DoneEvent | ErrorEvent

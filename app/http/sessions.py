@@ -3,6 +3,7 @@ answer with its frames, straight (a plain stream) or through the stream log (a r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from litestar import Request, Response
@@ -68,7 +69,7 @@ async def event_stream_response(
         run=run,
         heartbeat_s=settings.heartbeat_interval_s,
         send_timeout_s=settings.stream_send_timeout_s,
-        deadline=_reader_deadline(services, request),
+        deadline=reader_deadline(services, request.scope),
         headers=headers,
     )
 
@@ -102,19 +103,19 @@ async def follow_response(
         run=services.runs.get(stream_id),
         heartbeat_s=settings.heartbeat_interval_s,
         send_timeout_s=settings.stream_send_timeout_s,
-        deadline=_reader_deadline(services, request),
+        deadline=reader_deadline(services, request.scope),
         headers={"X-Request-Id": stream_id, "X-Stream-Id": stream_id, **(headers or {})},
     )
 
 
-def _reader_deadline(services: Services, request: Request[Any, Any, Any]) -> Deadline:
+def reader_deadline(services: Services, scope: Mapping[str, Any]) -> Deadline:
     """When a reader of the log gives up: the host's deadline, else the longest a stream can still live.
 
     A reader on another instance cannot tell a producer that crashed from a slow one; this bounds it.
     """
     settings = services.settings
     longest = Deadline.after(settings.stream_deadline_s + settings.resume_grace_s)
-    host = host_deadline(request.scope)
+    host = host_deadline(scope)
     return longest if host is None or host.at > longest.at else host
 
 

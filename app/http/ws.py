@@ -1,7 +1,10 @@
 """`WS /v1/ws`: many prompts over one WebSocket, each a supervised `StreamSession`.
 
 The server answers with the same event Structs as `/v1/stream` (`start`, `delta`, `done`, `error`), each
-carrying the `id` the client chose for its prompt. WebSockets need a long-lived ASGI server (local,
+carrying the `id` the client chose for its prompt. A prompt sent with `"resumable": true` is produced into
+the stream log like a resumable `/v1/stream` (it goes on when its socket drops); its messages carry the
+log's `event_id`, and a `resume` message on a new socket replays what came after it, then follows the live
+stream, with the same ids. WebSockets need a long-lived ASGI server (local,
 containers): Lambda function URLs do not carry them, so there the page uses its SSE transports.
 
 Auth is done here rather than by `ApiKeyGuard`: a guard runs before the handshake completes, so it could
@@ -24,7 +27,9 @@ from litestar.exceptions import WebSocketDisconnect
 from app.errors import (
     CROSS_ORIGIN,
     DUPLICATE_ID,
+    INVALID_REQUEST,
     REQUEST_TOO_LARGE,
+    STREAM_LOG_UNAVAILABLE,
     STREAM_NOT_FOUND,
     TOO_MANY_STREAMS,
     ApiError,
@@ -33,12 +38,16 @@ from app.errors import (
 from app.http.auth import bearer_token, key_matches, owner_of, unauthorized
 from app.http.origins import OriginPolicy
 from app.http.requests import build_chat_request, decode_json
+from app.http.sessions import reader_deadline
 from app.http.state import origins_of, services_of
 from app.logs import log_event
-from app.schemas import ErrorEvent, Messages, ModelId, PositiveInt, Tools
-from app.stream.consumer import frames, open_stream
-from app.stream.dialects.websocket import WebSocketDialect, message
+from app.schemas import DoneEvent, ErrorEvent, Messages, ModelId, PositiveInt, Tools
+from app.stream.consumer import OpenStream, frames, open_stream
+from app.stream.dialects.native import NativeDialect
+from app.stream.dialects.websocket import WebSocketDialect, logged_message, message
 from app.stream.limits import host_deadline
+from app.stream.log import StreamLogUnavailable
+from app.stream.resumable import ResumableRun
 from app.stream.services import Services, open_session
 from app.stream.session import StreamSession
 from providers.protocol import MockDirectives, ToolChoice
@@ -48,6 +57,8 @@ CLOSE_UNAUTHORIZED: Final = 4401
 CLOSE_FORBIDDEN: Final = 4403
 AUTH_TIMEOUT_S: Final = 10.0
 MAX_IN_FLIGHT: Final = 16
+# A resumable prompt's log holds `/v1/stream` events, so it is resumable over SSE as well.
+_LOGGED_DIALECT: Final = "stream"
 
 PromptId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
@@ -63,7 +74,21 @@ class PromptMessage(
     max_tokens: PositiveInt | None = None
     tools: Tools | None = None
     tool_choice: ToolChoice | None = None
+    # Keep the stream in the stream log, so that it survives the socket (`resume`).
+    resumable: bool = False
     mock: MockDirectives | None = None
+
+
+class ResumeMessage(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="resume", forbid_unknown_fields=True
+):
+    """Client → server: go on with a resumable stream after event `last_event_id` (0: from its start),
+    as prompt `id` on this socket. The server sends the same message when it stops following a stream
+    before its end (its log unreadable for now, or the reader's deadline), to say how to go on."""
+
+    id: PromptId
+    stream_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    last_event_id: Annotated[int, msgspec.Meta(ge=0)] = 0
 
 
 class CancelMessage(
@@ -82,7 +107,7 @@ class AuthMessage(
     api_key: str
 
 
-ClientMessage = PromptMessage | CancelMessage | AuthMessage
+ClientMessage = PromptMessage | ResumeMessage | CancelMessage | AuthMessage
 
 
 class _AnyId(msgspec.Struct):
@@ -90,6 +115,7 @@ class _AnyId(msgspec.Struct):
 
 
 _message_decoder: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)
+_encode = msgspec.json.Encoder().encode
 _decode_id = msgspec.json.Decoder(_AnyId).decode
 
 
@@ -129,6 +155,8 @@ class _SocketSession:
         self._origins = origins
         self._send_lock = asyncio.Lock()
         self._prompts: dict[str, asyncio.Task[None]] = {}
+        # The stream id of each running resumable prompt: a cancel must stop its run, not only its reader.
+        self._resumable: dict[str, str] = {}
         self._owner: str | None = None  # the key's digest, once authenticated (keys on)
 
     async def run(self) -> None:
@@ -197,6 +225,8 @@ class _SocketSession:
             return
         if isinstance(message, PromptMessage):
             await self._start(message)
+        elif isinstance(message, ResumeMessage):
+            await self._resume(message)
         elif isinstance(message, CancelMessage):
             await self._cancel(message.id)
         else:
@@ -204,16 +234,22 @@ class _SocketSession:
             if keys and not key_matches(message.api_key, keys):
                 raise _unauthorized("invalid API key")
 
-    async def _start(self, message: PromptMessage) -> None:
-        prompt_id = message.id
+    async def _refuse_new(self, prompt_id: str) -> bool:
+        """Whether `prompt_id` may not start now (told why): still running, or too many are."""
         running = self._prompts.get(prompt_id)
         if running is not None and not running.done():
             error = DUPLICATE_ID(f"a prompt with id {prompt_id!r} is still running", param="id")
             await self._send_error(error, prompt_id)
-            return
+            return True
         if sum(not task.done() for task in self._prompts.values()) >= MAX_IN_FLIGHT:
             error = TOO_MANY_STREAMS(f"at most {MAX_IN_FLIGHT} prompts may run at once on one socket")
             await self._send_error(error, prompt_id)
+            return True
+        return False
+
+    async def _start(self, message: PromptMessage) -> None:
+        prompt_id = message.id
+        if await self._refuse_new(prompt_id):
             return
         services = self._services
         try:
@@ -230,12 +266,28 @@ class _SocketSession:
             await self._send_error(exc, prompt_id)
             return
         session = open_session(
-            services, chat, "ws", host_deadline=host_deadline(self._socket.scope), owner=self._owner
+            services,
+            chat,
+            "ws",
+            host_deadline=host_deadline(self._socket.scope),
+            owner=self._owner,
+            resumable=message.resumable,
         )
-        task = asyncio.create_task(self._stream(prompt_id, session), name=f"ws-{session.stream_id}")
+        relay = self._stream_resumable if message.resumable else self._stream
+        task = asyncio.create_task(relay(prompt_id, session), name=f"ws-{session.stream_id}")
         # A task cancelled before its first step never runs its coroutine, so the session never logs.
         task.add_done_callback(lambda _: session.end_unstarted())
+        self._track(prompt_id, task, session.stream_id if message.resumable else None)
+
+    def _track(self, prompt_id: str, task: asyncio.Task[None], stream_id: str | None) -> None:
         self._prompts[prompt_id] = task
+        if stream_id is not None:
+            self._resumable[prompt_id] = stream_id
+
+    def _untrack(self, prompt_id: str) -> None:
+        if self._prompts.get(prompt_id) is asyncio.current_task():
+            del self._prompts[prompt_id]
+            self._resumable.pop(prompt_id, None)
 
     async def _stream(self, prompt_id: str, session: StreamSession) -> None:
         """Relay one session's events; cancelling this task closes the session, which cancels the provider."""
@@ -251,8 +303,108 @@ class _SocketSession:
         except (WebSocketDisconnect, OSError):
             return  # the client is gone; the receive loop notices and cancels the other prompts
         finally:
-            if self._prompts.get(prompt_id) is asyncio.current_task():
-                del self._prompts[prompt_id]
+            self._untrack(prompt_id)
+
+    async def _stream_resumable(self, prompt_id: str, session: StreamSession) -> None:
+        """Produce the session into the stream log (a run of its own, which outlives this socket) and
+        relay the log; cancelling this task only detaches this socket from the run."""
+        try:
+            try:
+                stream = await open_stream(session)
+            except ApiError as exc:
+                await self._send_error(exc, prompt_id)
+                return
+            run = await self._start_run(stream)
+            await self._follow(prompt_id, run.stream_id, after=0, run=run)
+        except (WebSocketDisconnect, OSError):
+            return
+        finally:
+            self._untrack(prompt_id)
+
+    async def _start_run(self, stream: OpenStream) -> ResumableRun:
+        services = self._services
+        run = ResumableRun(
+            stream,
+            NativeDialect(stream.session),
+            services.stream_log,
+            grace_s=services.settings.resume_grace_s,
+        )
+        try:
+            await run.start(owner=self._owner, dialect=_LOGGED_DIALECT)
+        except BaseException:
+            await stream.aclose()  # cancelled before the run owned the session: end it here
+            raise
+        services.runs.add(run)
+        return run
+
+    async def _resume(self, message: ResumeMessage) -> None:
+        prompt_id, stream_id = message.id, message.stream_id
+        if await self._refuse_new(prompt_id):
+            return
+        services = self._services
+        try:
+            logged = await services.stream_log.find(stream_id, self._owner)
+        except StreamLogUnavailable:
+            error = STREAM_LOG_UNAVAILABLE("the stream log cannot be read now; retry shortly")
+            await self._send_error(error, prompt_id)
+            return
+        if logged is None:
+            error = STREAM_NOT_FOUND(
+                f"no resumable stream with id {stream_id!r} (unknown, or expired after "
+                f"{services.settings.stream_retention_s:g}s)",
+                param="stream_id",
+            )
+            await self._send_error(error, prompt_id)
+            return
+        if logged.dialect != _LOGGED_DIALECT:
+            error = INVALID_REQUEST(
+                f"stream {stream_id!r} is a {logged.dialect!r} stream: resume it with "
+                f"GET /v1/streams/{stream_id}/events",
+                param="stream_id",
+            )
+            await self._send_error(error, prompt_id)
+            return
+        run = services.runs.get(stream_id)
+        task = asyncio.create_task(
+            self._relay_resumed(prompt_id, stream_id, after=message.last_event_id, run=run),
+            name=f"ws-resume-{stream_id}",
+        )
+        self._track(prompt_id, task, stream_id)
+
+    async def _relay_resumed(
+        self, prompt_id: str, stream_id: str, *, after: int, run: ResumableRun | None
+    ) -> None:
+        try:
+            await self._follow(prompt_id, stream_id, after=after, run=run)
+        except (WebSocketDisconnect, OSError):
+            return
+        finally:
+            self._untrack(prompt_id)
+
+    async def _follow(self, prompt_id: str, stream_id: str, *, after: int, run: ResumableRun | None) -> None:
+        """Relay the logged events after `after`, then the live ones, to the terminal event; a reader
+        that stops before it (log unreadable, deadline) sends the `resume` message to go on with."""
+        services = self._services
+        until = reader_deadline(services, self._socket.scope).at
+        last_id, ended = after, False
+        if run is not None:
+            run.attach()
+        events = services.stream_log.follow(stream_id, after, until=until)
+        try:
+            async for logged in events:
+                payload, text = logged_message(logged, prompt_id=prompt_id)
+                await self._send_text(text)
+                last_id = payload.event_id or last_id
+                ended = isinstance(payload, DoneEvent | ErrorEvent)
+        except StreamLogUnavailable:
+            log_event("stream_log_unreadable", logging.WARNING, stream_id=stream_id)
+        finally:
+            await events.aclose()
+            if run is not None:
+                run.detach()
+        if not ended:
+            hint = ResumeMessage(id=prompt_id, stream_id=stream_id, last_event_id=last_id)
+            await self._send_text(_encode(hint).decode())
 
     async def _cancel(self, prompt_id: str) -> None:
         task = self._prompts.get(prompt_id)
@@ -260,6 +412,12 @@ class _SocketSession:
             await self._send_error(
                 STREAM_NOT_FOUND(f"no running prompt with id {prompt_id!r}", param="id"), prompt_id
             )
+            return
+        stream_id = self._resumable.get(prompt_id)
+        # A resumable prompt: stop its run (wherever it runs: the cancel registry reaches every instance);
+        # its `cancelled` error is logged as the stream's terminal event, which this socket's reader relays.
+        if stream_id is not None and await self._services.cancels.request_cancel(stream_id, self._owner):
+            await asyncio.wait((task,))
             return
         task.cancel()
         # Wait until the session has closed (provider cancelled, `stream_end` logged), so no delta for this
@@ -274,6 +432,7 @@ class _SocketSession:
         if tasks:
             await asyncio.wait(tasks)
         self._prompts.clear()
+        self._resumable.clear()
 
     async def _send_error(self, error: ApiError, prompt_id: str | None) -> None:
         await self._send_text(message(ErrorEvent(error=error.detail, id=prompt_id)))
