@@ -152,7 +152,8 @@ class _EventStreamASGI(ASGIResponse):
             previous = progress
 
     async def _write(self, send: Send, *, trailers: bool) -> None:
-        body = frames(self._stream, self._dialect)
+        # Events already queued share a write (one system call for them all); none waits for another.
+        body = frames(self._stream, self._dialect, join=b"".join)
         try:
             await send(event_stream_start(self._raw_headers, trailers=trailers))
             async for chunk in body:

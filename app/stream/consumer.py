@@ -9,7 +9,7 @@ dialect's frames for it until its terminal event, closing the session however it
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
@@ -49,15 +49,24 @@ async def open_stream(session: StreamSession) -> OpenStream:
     return OpenStream(session, first, events)
 
 
-async def frames(stream: OpenStream, dialect: Dialect[FrameT]) -> AsyncGenerator[FrameT, None]:
+async def frames(
+    stream: OpenStream, dialect: Dialect[FrameT], *, join: Callable[[list[FrameT]], FrameT] | None = None
+) -> AsyncGenerator[FrameT, None]:
     """Every frame of the stream in `dialect`; the session ends after its terminal event is framed.
+
+    With `join`, the frames of events that are already queued when one is framed come out with it, joined
+    into one (a writer then makes one write, one system call, for them): only what is already there is
+    taken, so no frame ever waits for a later one, and an event that arrives alone comes out alone, at once.
 
     Should the app itself fail once frames are out (a bug here or in a dialect), the stream still ends
     with the dialect's `error` frame, an internal error, under every host.
     """
     frame = dialect.frame
     event = stream.first
+    session = stream.session
     started = False
+    # Frames held for `join` while more events are queued; never held across a wait.
+    held: list[FrameT] = []
     try:
         head = dialect.start()
         if head is not None:
@@ -70,22 +79,31 @@ async def frames(stream: OpenStream, dialect: Dialect[FrameT]) -> AsyncGenerator
         if not isinstance(event, _TERMINAL):
             async for event in stream.rest:
                 framed = frame(event)
-                if framed is not None:
-                    started = True
-                    yield framed
                 # Nothing is framed after the terminal event; a delta (the hot path) is never one.
-                if event.__class__ is not TextDelta and isinstance(event, _TERMINAL):
+                last = event.__class__ is not TextDelta and isinstance(event, _TERMINAL)
+                if join is None:
+                    if framed is not None:
+                        started = True
+                        yield framed
+                else:
+                    if framed is not None:
+                        started = True
+                        held.append(framed)
+                    if held and (last or not session.has_queued):
+                        batch, held = held, []
+                        yield batch[0] if len(batch) == 1 else join(batch)
+                if last:
                     break
     except Exception as exc:
         if not started:
             raise  # nothing is out yet: the host answers with a status
-        log_event(
-            "stream_crashed", logging.ERROR, request_id=stream.session.stream_id, exc_type=type(exc).__name__
-        )
+        log_event("stream_crashed", logging.ERROR, request_id=session.stream_id, exc_type=type(exc).__name__)
         event = Failed(internal_error(), Outcome.ERROR)
         framed = frame(event)
         if framed is not None:
-            yield framed
+            held.append(framed)
+        if held:
+            yield held[0] if join is None or len(held) == 1 else join(held)
     finally:
         if isinstance(event, Failed):
             stream.failed = event

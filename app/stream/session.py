@@ -137,6 +137,11 @@ class StreamSession:
         self._stop_request: Failed | None = None
 
     @property
+    def has_queued(self) -> bool:
+        """Whether the provider's next item is already waiting: asking for it now returns at once."""
+        return bool(self._queue.items)
+
+    @property
     def ttft_ms(self) -> float | None:
         if self.first_token_at is None:
             return None
