@@ -21,7 +21,7 @@ export UV
 export PIP_ROOT_USER_ACTION := ignore
 
 .PHONY: run test lint typecheck check bench package lock fuzz test-newest-msgspec \
-	build-StreamFunction build-BufferedFunction clean
+	build-StreamFunction build-BufferedFunction clean smoke
 
 $(UV):
 	$(PYTHON) -m pip install -qq --disable-pip-version-check --no-warn-script-location \
@@ -76,6 +76,13 @@ FUZZ_EXAMPLES ?= 20
 FUZZ_PORT ?= 18765
 fuzz: $(STAMP)
 	$(BIN)/python -m scripts.fuzz --port $(FUZZ_PORT) --examples $(FUZZ_EXAMPLES)
+
+# One streaming request to a deployed URL (function URL, API Gateway stage, local server): did it stream?
+# `make smoke URL=https://... [KEY=bearer-key] [GATEWAY_KEY=x-api-key]` (scripts/smoke.py); the keys go
+# through the environment and the command is not echoed, so that they stay out of logs and `ps`.
+smoke: $(STAMP)
+	@test -n "$(URL)" || { echo "make smoke: set URL=https://... (the deployment's base URL)" >&2; exit 2; }
+	@SMOKE_KEY="$(KEY)" SMOKE_GATEWAY_KEY="$(GATEWAY_KEY)" $(BIN)/python -m scripts.smoke "$(URL)"
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check .

@@ -2,8 +2,8 @@
 
 Mangum's event handlers turn the event into the ASGI scope and request body; Mangum's HTTP cycle buffers,
 so this module plays the server instead. At `http.response.start` it opens the streamed response and
-writes the HTTP-integration prelude (JSON status, headers and cookies, then 8 NUL bytes); every
-`http.response.body` chunk follows as its own HTTP chunk, at once.
+writes the HTTP-integration prelude (JSON status, headers and cookies, then 8 NUL bytes), in the shape the
+event's front door reads; every `http.response.body` chunk follows as its own HTTP chunk, at once.
 
 Failures: before the response started, the invocation is reported on `/invocation/{id}/error` (the client
 gets a 502 from Lambda). After it started, the status is gone, so the stream ends with Lambda's error
@@ -18,6 +18,8 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
@@ -38,6 +40,8 @@ from app.stream.session import Outcome
 from app.stream.trailers import ASGI_EXTENSION, read_failure
 
 PRELUDE_DELIMITER: Final = b"\0" * 8
+# API Gateway's streaming integration answers 500 unless the delimiter arrives within the first 16 KB.
+REST_PRELUDE_LIMIT: Final = 16 * 1024
 
 # Event sources whose integrations can stream, in Mangum's order of inference: function URLs (payload 2.0,
 # which HTTP APIs share but cannot stream: those are refused first) and API Gateway REST APIs.
@@ -50,8 +54,24 @@ class UnsupportedEventError(Exception):
     """Raised when an event does not come from an HTTP integration that can stream (ALB, direct invoke)."""
 
 
-def request_for_event(event: Any, context: Any) -> tuple[dict[str, Any], bytes]:
-    """The ASGI scope and request body of a function-URL or REST API event."""
+class PreludeTooLargeError(Exception):
+    """Raised when a response's status and headers do not fit where its front door looks for them."""
+
+
+Prelude = Callable[[int, list[tuple[bytes, bytes]]], bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamedRequest:
+    """What one invocation asks the app, and how its front door wants the response's status and headers."""
+
+    scope: dict[str, Any]
+    body: bytes
+    prelude: Prelude
+
+
+def request_for_event(event: Any, context: Any) -> StreamedRequest:
+    """The ASGI scope, request body and prelude format of a function-URL or REST API event."""
     if isinstance(event, dict):
         if HTTPGateway.infer(event, context, _CONFIG) and not _from_function_url(event):
             raise UnsupportedEventError(
@@ -62,7 +82,8 @@ def request_for_event(event: Any, context: Any) -> tuple[dict[str, Any], bytes]:
         for source in _STREAMING_SOURCES:
             if source.infer(event, context, _CONFIG):
                 handler = source(event, context, _CONFIG)
-                return dict(handler.scope), handler.body
+                prelude = rest_api_prelude if source is APIGateway else http_integration_prelude
+                return StreamedRequest(dict(handler.scope), handler.body, prelude)
     raise UnsupportedEventError(
         "this function streams: invoke it through its function URL or an API Gateway REST API "
         "with response streaming (ALB, HTTP APIs and direct invokes need the buffered handler)"
@@ -97,14 +118,53 @@ def http_integration_prelude(status: int, headers: list[tuple[bytes, bytes]]) ->
     return _encode({"statusCode": status, "headers": combined, "cookies": cookies}) + PRELUDE_DELIMITER
 
 
+def rest_api_prelude(status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The prelude of a REST API's streaming Lambda proxy integration (payload 1.0), then the delimiter.
+
+    The format, from "Lambda proxy integration format for response streaming"
+    (https://docs.aws.amazon.com/apigateway/latest/developerguide/response-transfer-mode-lambda.html):
+    `headers` holds single-value headers only, `multiValueHeaders` any header (its values win where both
+    name one), `cookies` the cookies, `statusCode` the status; no other key; and the 8-NUL delimiter must
+    arrive within the first 16 KB of the stream. So a repeated header goes whole into `multiValueHeaders`
+    (nothing is comma-joined: `vary: a` twice stays two values), every other one into `headers`.
+    """
+    values: dict[str, list[str]] = {}
+    cookies: list[str] = []
+    for raw_name, raw_value in headers:
+        name, value = raw_name.decode().lower(), raw_value.decode()
+        if name == "set-cookie":
+            cookies.append(value)
+        else:
+            values.setdefault(name, []).append(value)
+    single = {name: found[0] for name, found in values.items() if len(found) == 1}
+    multi = {name: found for name, found in values.items() if len(found) > 1}
+    document = {"statusCode": status, "headers": single, "multiValueHeaders": multi, "cookies": cookies}
+    prelude = _encode(document) + PRELUDE_DELIMITER
+    if len(prelude) > REST_PRELUDE_LIMIT:
+        # Failing before the first byte gives Lambda's 502 and a logged reason, not API Gateway's bare 500.
+        raise PreludeTooLargeError(
+            f"the response's status and headers take {len(prelude)} bytes; API Gateway reads at most "
+            f"{REST_PRELUDE_LIMIT}"
+        )
+    return prelude
+
+
 class StreamingCycle:
     """Plays the ASGI server for one invocation, writing its response to the Runtime API as it comes."""
 
-    def __init__(self, client: RuntimeApiClient, request_id: str, scope: dict[str, Any], body: bytes) -> None:
+    def __init__(
+        self,
+        client: RuntimeApiClient,
+        request_id: str,
+        scope: dict[str, Any],
+        body: bytes,
+        prelude: Prelude = http_integration_prelude,
+    ) -> None:
         self._client = client
         self._request_id = request_id
         self._scope = scope
         self._body = body
+        self._prelude = prelude
         self._request_sent = False
         self._stream: ResponseStream | None = None
         self._done = False
@@ -154,13 +214,15 @@ class StreamingCycle:
             if self._stream is not None:
                 raise RuntimeError("http.response.start sent twice")
             headers = [(bytes(name), bytes(value)) for name, value in message.get("headers", ())]
-            self._status = int(message["status"])
+            status = int(message["status"])
+            prelude = self._prelude(status, headers)  # before the stream opens: a misfit fails it cleanly
+            self._status = status
             self._trailers = bool(message.get("trailers", False))
             connection, self._connection = self._connection, None
             self._stream = await self._client.open_response_stream(
                 self._request_id, await connection if connection is not None else None
             )
-            await self._stream.write(http_integration_prelude(self._status, headers))
+            await self._stream.write(prelude)
         elif kind == "http.response.body":
             if self._stream is None or self._done:
                 raise RuntimeError("http.response.body outside a response")
@@ -198,7 +260,9 @@ class StreamingCycle:
 
     async def _fail(self, exc: Exception) -> None:
         log_event("lambda_app_error", logging.ERROR, request_id=self._request_id, exc_type=type(exc).__name__)
-        report = ErrorReport(error_type=type(exc).__name__, error_message="the app raised an exception")
+        # The app's own messages may carry request data; only this host's own error explains itself.
+        message = str(exc) if isinstance(exc, PreludeTooLargeError) else "the app raised an exception"
+        report = ErrorReport(error_type=type(exc).__name__, error_message=message)
         if self._stream is None:
             await self._client.report_invocation_error(
                 self._request_id,
@@ -264,9 +328,12 @@ class StreamingRuntime:
             identity=invocation.cognito_identity,
         )
         try:
-            scope, body = request_for_event(json.loads(invocation.event), context)
+            request = request_for_event(json.loads(invocation.event), context)
         except (ValueError, UnsupportedEventError) as exc:
             report = ErrorReport(error_type="Function.UnsupportedEvent", error_message=str(exc))
             await self._client.report_invocation_error(invocation.request_id, report)
             return
-        await StreamingCycle(self._client, invocation.request_id, scope, body).run(self._app)
+        cycle = StreamingCycle(
+            self._client, invocation.request_id, request.scope, request.body, request.prelude
+        )
+        await cycle.run(self._app)

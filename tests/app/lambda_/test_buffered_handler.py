@@ -85,6 +85,7 @@ def buffered() -> Iterator[tuple[BufferedHandler, LifespanCounter]]:
         "function-url-stream.json",
         "function-url-get-stream.json",
         "api-gateway-rest.json",
+        "api-gateway-rest-stream.json",
         "http-api.json",
         "alb.json",
     ],

@@ -57,6 +57,12 @@ def resources_of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str
     return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
 
 
+def url_permissions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The function URL's invoke permissions (not the REST API's, which has its own condition)."""
+    permissions = resources_of_type(template, "AWS::Lambda::Permission")
+    return {name: p for name, p in permissions.items() if p.get("Condition") != "RestStreaming"}
+
+
 @pytest.fixture
 def sam(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return transform(sam_template(), monkeypatch)
@@ -103,7 +109,7 @@ def test_the_streaming_function_url_streams_on_python_312_arm64(sam: dict[str, A
 
 
 def test_a_public_url_gets_both_invoke_permissions_and_needs_api_keys(sam: dict[str, Any]) -> None:
-    permissions = resources_of_type(sam, "AWS::Lambda::Permission")
+    permissions = url_permissions(sam)
     assert {p["Condition"] for p in permissions.values()} == {"PublicUrl"}
     assert sorted(p["Properties"]["Action"] for p in permissions.values()) == [
         "lambda:InvokeFunction",
@@ -316,9 +322,7 @@ def test_serverless_v3_packages_it_offline_into_clean_cloudformation(
     ]
     assert sorted(statement["Action"]) == dynamodb_actions_called()
     assert "ReservedConcurrentExecutions" not in function
-    actions = sorted(
-        p["Properties"]["Action"] for p in resources_of_type(generated, "AWS::Lambda::Permission").values()
-    )
+    actions = sorted(p["Properties"]["Action"] for p in url_permissions(generated).values())
     if auth_type == "NONE":
         assert variables["API_KEYS_SECRET_ARN"] == _KEYS_SECRET
         assert actions == ["lambda:InvokeFunction", "lambda:InvokeFunctionUrl"]
@@ -396,3 +400,270 @@ def test_serverless_derives_the_url_cors_from_its_origins_parameter(tmp_path: Pa
     }
     function = generated["Resources"]["StreamLambdaFunction"]["Properties"]["Environment"]["Variables"]
     assert (function["CORS_ALLOW_ORIGINS"], function["CORS_HEADERS_FROM_HOST"]) == (origins, "true")
+
+
+# --- The API Gateway REST front door (ApiGateway=rest-streaming) ------------------------------------------
+
+API_GATEWAY_TYPES = {
+    "AWS::ApiGateway::RestApi",
+    "AWS::ApiGateway::Deployment",
+    "AWS::ApiGateway::Stage",
+    "AWS::ApiGateway::UsagePlan",
+    "AWS::ApiGateway::ApiKey",
+    "AWS::ApiGateway::UsagePlanKey",
+}
+
+
+def condition_holds(template: dict[str, Any], name: str, parameters: dict[str, str]) -> bool:
+    """Evaluate the template's condition `name` as CloudFormation would for these parameter values."""
+
+    def value(node: Any) -> Any:
+        if isinstance(node, dict) and len(node) == 1:
+            [(function, argument)] = node.items()
+            if function == "Ref":
+                declared = template["Parameters"][argument]
+                return str(parameters.get(argument, declared.get("Default", "")))
+            if function == "Condition":
+                return condition_holds(template, argument, parameters)
+            if function == "Fn::Equals":
+                return value(argument[0]) == value(argument[1])
+            if function == "Fn::Not":
+                return not value(argument[0])
+            if function == "Fn::Or":
+                return any(value(item) for item in argument)
+            if function == "Fn::And":
+                return all(value(item) for item in argument)
+        if isinstance(node, (str, int)):
+            return str(node)
+        raise AssertionError(f"cannot evaluate {node!r}")
+
+    return bool(value(template["Conditions"][name]))
+
+
+def created(template: dict[str, Any], **parameters: str) -> dict[str, str]:
+    """The resources CloudFormation would create for these parameter values: logical id -> type."""
+    return {
+        name: resource["Type"]
+        for name, resource in template["Resources"].items()
+        if "Condition" not in resource or condition_holds(template, resource["Condition"], parameters)
+    }
+
+
+@pytest.fixture
+def sam_rest(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    return transform(sam_template(), monkeypatch)
+
+
+def _integrations(api: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        path: methods["x-amazon-apigateway-any-method"]["x-amazon-apigateway-integration"]
+        for path, methods in api["Properties"]["Body"]["paths"].items()
+    }
+
+
+def _uri_text(uri: dict[str, Any]) -> str:
+    """An integration URI's `Fn::Sub` as one string, with its variable map (if any) substituted."""
+    sub = uri["Fn::Sub"]
+    if isinstance(sub, str):
+        return sub
+    text, variables = sub
+    for name, ref in variables.items():
+        text = text.replace("${" + name + "}", "${" + ref["Ref"] + "}")
+    return str(text)
+
+
+@pytest.mark.parametrize("mode", ["none", "rest-streaming"])
+def test_the_sam_template_is_clean_with_the_api_gateway_on_and_off(
+    monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    # The transform itself does not evaluate conditions; CloudFormation does, with these parameter values.
+    from samtranslator.translator.transform import transform as sam_transform
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    template = sam_template()
+    template["Globals"]["Function"]["CodeUri"] = "s3://deployment-bucket/tokenrelay.zip"
+
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    parameters = {"ApiGateway": mode, "ApiKeysSecretArn": _KEYS_SECRET}
+    transformed: dict[str, Any] = sam_transform(template, parameters, NoManagedPolicies())
+    assert lint(transformed) == []
+    assert sam_template()["Parameters"]["ApiGateway"]["Default"] == "none"
+    kinds = set(created(transformed, **parameters).values())
+    assert bool(kinds & API_GATEWAY_TYPES) == (mode == "rest-streaming")
+
+
+def test_without_the_api_gateway_nothing_of_it_is_created(sam_rest: dict[str, Any]) -> None:
+    resources = created(sam_rest, ApiKeysSecretArn=_KEYS_SECRET)
+
+    assert not set(resources.values()) & API_GATEWAY_TYPES
+    assert "StreamApiInvokePermission" not in resources
+    assert {"StreamFunction", "StreamFunctionUrl", "BufferedFunction", "CancelTable"} <= set(resources)
+    outputs = {name for name, output in sam_rest["Outputs"].items() if "Condition" not in output}
+    assert "ApiGatewayUrl" not in outputs
+
+
+def test_the_rest_api_streams_from_the_live_alias_with_keys_quota_and_throttling(
+    sam_rest: dict[str, Any],
+) -> None:
+    resources = created(sam_rest, ApiGateway="rest-streaming", ApiKeysSecretArn=_KEYS_SECRET)
+    apigw = {name: kind for name, kind in resources.items() if kind.startswith("AWS::ApiGateway::")}
+    assert sorted(apigw.values()) == sorted(API_GATEWAY_TYPES)
+    # The function URL stays: the REST API is a second door, not a replacement.
+    assert resources["StreamFunctionUrl"] == "AWS::Lambda::Url"
+
+    [api] = resources_of_type(sam_rest, "AWS::ApiGateway::RestApi").values()
+    integrations = _integrations(api)
+    assert set(integrations) == {"/", "/{proxy+}"}
+    for integration in integrations.values():
+        assert integration["type"] == "aws_proxy"
+        assert integration["httpMethod"] == "POST"
+        assert integration["responseTransferMode"] == "STREAM"
+        assert _uri_text(integration["uri"]) == (
+            "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2021-11-15/functions/"
+            "${StreamFunctionAliaslive}/response-streaming-invocations"
+        )
+        # The function's timeout, in milliseconds.
+        assert integration["timeoutInMillis"] == {"Fn::Sub": "${FunctionTimeout}000"}
+    body = api["Properties"]["Body"]
+    assert body["securityDefinitions"]["api_key"] == {"type": "apiKey", "name": "x-api-key", "in": "header"}
+    assert all(m["security"] == [{"api_key": []}] for p in body["paths"].values() for m in p.values())
+    assert api["Properties"]["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
+
+    [stage] = resources_of_type(sam_rest, "AWS::ApiGateway::Stage").values()
+    assert stage["Properties"]["StageName"] == "live"
+    [settings] = stage["Properties"]["MethodSettings"]
+    assert (settings["ResourcePath"], settings["HttpMethod"], settings["CachingEnabled"]) == (
+        "/*",
+        "*",
+        False,
+    )
+    assert settings["ThrottlingRateLimit"] == {"Ref": "ApiGatewayRateLimit"}
+    assert settings["ThrottlingBurstLimit"] == {"Ref": "ApiGatewayBurstLimit"}
+
+    plan = sam_rest["Resources"]["StreamApiUsagePlan"]["Properties"]
+    assert plan["ApiStages"] == [{"ApiId": {"Ref": "StreamApi"}, "Stage": {"Ref": "StreamApiliveStage"}}]
+    assert plan["Throttle"] == {
+        "RateLimit": {"Ref": "ApiKeyRateLimit"},
+        "BurstLimit": {"Ref": "ApiKeyBurstLimit"},
+    }
+    assert plan["Quota"] == {"Limit": {"Ref": "ApiKeyDailyQuota"}, "Period": "DAY"}
+    key = sam_rest["Resources"]["StreamApiUsagePlanKey"]["Properties"]
+    assert key == {
+        "KeyId": {"Ref": "StreamApiKey"},
+        "KeyType": "API_KEY",
+        "UsagePlanId": {"Ref": "StreamApiUsagePlan"},
+    }
+
+    permission = sam_rest["Resources"]["StreamApiInvokePermission"]
+    assert permission["Condition"] == "RestStreaming"
+    assert permission["Properties"]["FunctionName"] == {"Ref": "StreamFunctionAliaslive"}
+    assert permission["Properties"]["Principal"] == "apigateway.amazonaws.com"
+    assert sam_rest["Outputs"]["ApiGatewayUrl"]["Condition"] == "RestStreaming"
+    assert sam_rest["Outputs"]["ApiGatewayUrl"]["Value"] == {
+        "Fn::Sub": "https://${StreamApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/live/"
+    }
+    # The Bearer keys stay required: API Gateway's keys meter clients, they do not authenticate them.
+    rule = sam_rest["Rules"]["RestApiNeedsApiKeys"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "ApiGateway"}, "rest-streaming"]}
+    assert '{"Ref": "ApiKeysSecretArn"}' in json.dumps(rule["Assertions"])
+
+
+def test_the_hand_written_integration_is_what_sams_response_stream_event_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The same API, unconditional, with SAM writing the integration from the `Api` event property instead.
+    template = sam_template()
+    api = template["Resources"]["StreamApi"]
+    del api["Condition"]
+    del api["Properties"]["DefinitionBody"]
+    template["Resources"]["StreamFunction"]["Properties"]["Events"] = {
+        "Proxy": {
+            "Type": "Api",
+            "Properties": {
+                "RestApiId": {"Ref": "StreamApi"},
+                "Path": "/{proxy+}",
+                "Method": "ANY",
+                "ResponseTransferMode": "RESPONSE_STREAM",
+            },
+        }
+    }
+    [by_sam] = _integrations(transform(template, monkeypatch)["Resources"]["StreamApi"]).values()
+    ours = _integrations(transform(sam_template(), monkeypatch)["Resources"]["StreamApi"])["/{proxy+}"]
+
+    assert {k: by_sam[k] for k in ("type", "httpMethod", "responseTransferMode")} == {
+        k: ours[k] for k in ("type", "httpMethod", "responseTransferMode")
+    }
+    assert by_sam["responseTransferMode"] == "STREAM"
+    assert _uri_text(by_sam["uri"]).replace("arn:aws:", "arn:${AWS::Partition}:") == _uri_text(ours["uri"])
+
+
+def documented_idle_timeouts_s() -> dict[str, float]:
+    """The "idle timeout" column of the front doors' table in docs/lambda.md (Behind API Gateway, Limits)."""
+    text = (ROOT / "docs" / "lambda.md").read_text()
+    section = text.split("## Behind API Gateway", 1)[1]
+    table = section.split("### Limits", 1)[1].split("\n\n", 2)[1]
+    timeouts: dict[str, float] = {}
+    for row in table.splitlines()[2:]:
+        door, _, idle = (cell.strip() for cell in row.strip("|").split("|"))
+        found = re.match(r"(\d+) (s|min)\b", idle)
+        if found:
+            timeouts[door] = int(found.group(1)) * (60 if found.group(2) == "min" else 1)
+    return timeouts
+
+
+def test_the_default_heartbeat_is_below_every_documented_front_doors_idle_timeout() -> None:
+    from app.settings import Settings
+
+    timeouts = documented_idle_timeouts_s()
+    assert timeouts["REST API, edge-optimised endpoint"] == 30
+    assert timeouts["REST API, regional or private endpoint (this template)"] == 300
+    assert Settings.from_env({}).heartbeat_interval_s < min(timeouts.values())
+
+
+@pytest.mark.parametrize("mode", ["none", "rest-streaming"])
+def test_serverless_packages_the_api_gateway_only_when_asked(tmp_path: Path, mode: str) -> None:
+    done, output = _serverless_package(
+        tmp_path, f"apiKeysSecretArn={_KEYS_SECRET}", f"apiGateway={mode}", "apiKeyDailyQuota=200"
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    generated = json.loads(output.read_text())
+    assert lint(generated) == []
+    # The packaged template carries the choice as its parameters' defaults: what a plain deploy creates.
+    assert generated["Parameters"]["ApiGateway"]["Default"] == mode
+    resources = created(generated)
+    apigw = {kind for kind in resources.values() if kind.startswith("AWS::ApiGateway::")}
+    assert apigw == (API_GATEWAY_TYPES if mode == "rest-streaming" else set())
+    assert ("StreamApiInvokePermission" in resources) == (mode == "rest-streaming")
+    assert resources["StreamLambdaFunctionUrl"] == "AWS::Lambda::Url"  # the function URL stays either way
+    if mode == "none":
+        return
+    integrations = _integrations(generated["Resources"]["StreamApi"])
+    assert set(integrations) == {"/", "/{proxy+}"}
+    timeout_ms = serverless_yml()["provider"]["timeout"] * 1000
+    for integration in integrations.values():
+        assert (integration["type"], integration["httpMethod"]) == ("aws_proxy", "POST")
+        assert integration["responseTransferMode"] == "STREAM"
+        assert integration["timeoutInMillis"] == timeout_ms
+        assert _uri_text(integration["uri"]) == (
+            "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2021-11-15/functions/"
+            "${StreamLambdaFunction.Arn}/response-streaming-invocations"
+        )
+    stage = generated["Resources"]["StreamApiStage"]["Properties"]
+    assert stage["MethodSettings"][0]["ThrottlingRateLimit"] == {"Ref": "ApiGatewayRateLimit"}
+    plan = generated["Resources"]["StreamApiUsagePlan"]["Properties"]
+    assert plan["Quota"] == {"Limit": {"Ref": "ApiKeyDailyQuota"}, "Period": "DAY"}
+    assert generated["Parameters"]["ApiKeyDailyQuota"]["Default"] == "200"
+    assert generated["Outputs"]["ApiGatewayUrl"]["Condition"] == "RestStreaming"
+
+
+def test_serverless_refuses_a_rest_api_without_the_bearer_keys(tmp_path: Path) -> None:
+    # Even with an IAM-only function URL: API Gateway's keys meter clients, they do not authenticate them.
+    done, output = _serverless_package(tmp_path, "urlAuth=aws_iam", "apiGateway=rest-streaming")
+
+    assert done.returncode != 0
+    assert "aRestApiNeedsTheParamApiKeysSecretArnOrApiKeysSsmParameter" in done.stdout + done.stderr
+    assert not output.exists()
