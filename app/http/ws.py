@@ -41,6 +41,7 @@ from app.stream.dialects.websocket import WebSocketDialect, message
 from app.stream.limits import host_deadline
 from app.stream.services import Services, open_session
 from app.stream.session import StreamSession
+from app.trace import trace_context
 from providers.protocol import MockDirectives, ToolChoice
 
 # 4000 + the HTTP status, the convention Litestar itself uses for application close codes.
@@ -230,7 +231,12 @@ class _SocketSession:
             await self._send_error(exc, prompt_id)
             return
         session = open_session(
-            services, chat, "ws", host_deadline=host_deadline(self._socket.scope), owner=self._owner
+            services,
+            chat,
+            "ws",
+            host_deadline=host_deadline(self._socket.scope),
+            owner=self._owner,
+            trace=trace_context(self._socket.headers, self._socket.scope),
         )
         task = asyncio.create_task(self._stream(prompt_id, session), name=f"ws-{session.stream_id}")
         # A task cancelled before its first step never runs its coroutine, so the session never logs.

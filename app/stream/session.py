@@ -19,6 +19,8 @@ from typing import Final
 
 from app.errors import DEADLINE, IDLE_TIMEOUT, ApiError, cancelled_error, from_provider_error, internal_error
 from app.logs import log_event
+from app.metrics.record import StreamEnd, StreamLabels
+from app.metrics.recorder import StreamMetrics
 from app.stream.cancel import CancelRegistry
 from app.stream.channel import Channel
 from app.stream.limits import StreamLimits
@@ -35,6 +37,8 @@ from providers.protocol import (
 )
 
 _QUEUE_SIZE: Final = 64
+# Sessions built without metrics (tests, benchmarks) still log their one `stream_end` line.
+_LOG_ONLY: Final = StreamMetrics()
 
 
 class Outcome(enum.StrEnum):
@@ -111,6 +115,7 @@ class StreamSession:
         cancels: CancelRegistry,
         owner: str | None = None,
         resumable: bool = False,
+        metrics: StreamMetrics | None = None,
     ) -> None:
         self.provider = provider
         self.request = request
@@ -135,6 +140,12 @@ class StreamSession:
         self._stopped_as: Outcome | None = None
         # A stop asked for from outside that the stream itself ends with, as its terminal event.
         self._stop_request: Failed | None = None
+        # The error code of the upstream failure that ended it, if one did.
+        self.upstream_error: str | None = None
+        self._metrics = metrics if metrics is not None else _LOG_ONLY
+        self.labels = StreamLabels(dialect=dialect, provider=provider.name, model=request.model)
+        # Started here, ended once in `events()` or `end_unstarted()`: the active-streams gauge stays true.
+        self._metrics.stream_started(self.labels)
 
     @property
     def ttft_ms(self) -> float | None:
@@ -311,7 +322,9 @@ class StreamSession:
 
     def _translate(self, exc: BaseException) -> ApiError:
         if isinstance(exc, ProviderError):
-            return from_provider_error(exc)
+            error = from_provider_error(exc)
+            self.upstream_error = error.kind.code
+            return error
         log_event(
             "provider_bug",
             logging.ERROR,
@@ -323,17 +336,17 @@ class StreamSession:
 
     def _log_end(self, outcome: Outcome) -> None:
         usage = self.usage
-        log_event(
-            "stream_end",
-            outcome=outcome.value,
-            request_id=self.stream_id,
-            dialect=self.dialect,
-            provider=self.provider.name,
-            model=self.request.model,
-            ttft_ms=self.ttft_ms,
-            duration_ms=self.duration_ms,
-            completion_tokens=usage.completion_tokens if usage else self.deltas,
-            prompt_tokens=usage.prompt_tokens if usage else None,
+        self._metrics.stream_ended(
+            StreamEnd(
+                stream_id=self.stream_id,
+                labels=self.labels,
+                outcome=outcome.value,
+                ttft_ms=self.ttft_ms,
+                duration_ms=self.duration_ms,
+                completion_tokens=usage.completion_tokens if usage else self.deltas,
+                prompt_tokens=usage.prompt_tokens if usage else None,
+                upstream_error=self.upstream_error if outcome is Outcome.ERROR else None,
+            )
         )
 
 
