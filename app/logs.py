@@ -34,6 +34,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": _QUERY_STRING.sub(r"\1?[redacted]", record.getMessage()),
         }
+        # Lines of other loggers (the server's, the SDK's) get the bound fields when they are formatted.
         bound = _context.get()
         if bound:
             entry.update(bound)
@@ -60,7 +61,9 @@ def configure_logging(level: str) -> None:
 def log_event(event: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log one structured event."""
     if logger.isEnabledFor(level):
-        logger.log(level, event, extra={"fields": fields})
+        bound = _context.get()
+        # Read now, in the caller's context: a handler may format the record later, elsewhere.
+        logger.log(level, event, extra={"fields": {**bound, **fields} if bound else fields})
 
 
 def bind_log_context(fields: Mapping[str, Any]) -> None:
