@@ -15,16 +15,17 @@ from providers.protocol import TraceContext
 
 # W3C Trace Context, version-format: version, trace-id, parent-id, trace-flags (lower-case hex). A later
 # version may append fields after another `-`; version ff is invalid, as are all-zero ids.
-_TRACEPARENT: Final = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[\x21-\x7e]*)?")
+# (Pattern strings, compiled on first use by `re`'s own cache: a cold start without traces never pays.)
+_TRACEPARENT: Final = r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[\x21-\x7e]*)?"
 # Where a host puts the X-Ray trace header of the current invocation (the Lambda hosts, from the runtime's
 # `_X_AMZN_TRACE_ID`): it names the function's own segment, the right parent for the upstream call.
 XRAY_SCOPE_EXTENSION: Final = "tokenrelay.xray_trace_id"
 _ZERO_TRACE_ID: Final = "0" * 32
 _ZERO_PARENT_ID: Final = "0" * 16
 # `tracestate` is a comma-separated list of at most 32 `key=value` members (512 characters suffice).
-_TRACESTATE: Final = re.compile(r"[\x20-\x7e]{1,512}")
+_TRACESTATE: Final = r"[\x20-\x7e]{1,512}"
 # `Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1` (and `Lineage=...`).
-_XRAY: Final = re.compile(r"Root=[0-9a-fA-F-]{1,64}(;[ ]?[A-Za-z]{1,32}=[A-Za-z0-9:._-]{0,128}){0,8}")
+_XRAY: Final = r"Root=[0-9a-fA-F-]{1,64}(;[ ]?[A-Za-z]{1,32}=[A-Za-z0-9:._-]{0,128}){0,8}"
 
 
 def trace_context(headers: Mapping[str, str], scope: Mapping[str, Any]) -> TraceContext | None:
@@ -35,7 +36,7 @@ def trace_context(headers: Mapping[str, str], scope: Mapping[str, Any]) -> Trace
     """
     traceparent = _valid_traceparent(headers.get("traceparent"))
     tracestate = headers.get("tracestate") if traceparent is not None else None
-    if tracestate is not None and not _TRACESTATE.fullmatch(tracestate):
+    if tracestate is not None and not re.fullmatch(_TRACESTATE, tracestate):
         tracestate = None
     extensions: Mapping[str, Any] = scope.get("extensions") or {}
     host_xray = extensions.get(XRAY_SCOPE_EXTENSION)
@@ -70,7 +71,7 @@ def _valid_traceparent(value: str | None) -> str | None:
     if value is None:
         return None
     value = value.strip()
-    match = _TRACEPARENT.fullmatch(value)
+    match = re.fullmatch(_TRACEPARENT, value)
     if match is None:
         return None
     version, trace_id, parent_id, _, rest = match.groups()
@@ -85,4 +86,4 @@ def _valid_xray(value: str | None) -> str | None:
     if value is None:
         return None
     value = value.strip()
-    return value if _XRAY.fullmatch(value) else None
+    return value if re.fullmatch(_XRAY, value) else None
