@@ -98,7 +98,8 @@ class PrometheusSink:
     def stream_ended(self, end: StreamEnd) -> None:
         labels = end.labels
         stream = (labels.dialect, labels.provider, self._model(labels.model))
-        self._active.labels(labels.dialect, labels.provider).dec()
+        if end.started:
+            self._active.labels(labels.dialect, labels.provider).dec()
         self._ended.labels(end.outcome, *stream).inc()
         self._duration.labels(end.outcome, labels.dialect, labels.provider).observe(end.duration_ms / 1000)
         if end.ttft_ms is not None:

@@ -29,6 +29,9 @@ class StreamEnd(msgspec.Struct, frozen=True, kw_only=True):
     prompt_tokens: int | None
     # The error code of an upstream failure (`rate_limit_exceeded`, `upstream_timeout`, ...), if one ended it.
     upstream_error: str | None = None
+    # False for a session given up before its generation began (a WebSocket prompt cancelled at once):
+    # it ends, but it never started, nor counted as active.
+    started: bool = True
 
     def log_fields(self) -> dict[str, Any]:
         """The fields of its `stream_end` line."""

@@ -144,8 +144,6 @@ class StreamSession:
         self.upstream_error: str | None = None
         self._metrics = metrics if metrics is not None else _LOG_ONLY
         self.labels = StreamLabels(dialect=dialect, provider=provider.name, model=request.model)
-        # Started here, ended once in `events()` or `end_unstarted()`: the active-streams gauge stays true.
-        self._metrics.stream_started(self.labels)
 
     @property
     def ttft_ms(self) -> float | None:
@@ -200,6 +198,8 @@ class StreamSession:
         await self._cancels.register(self.stream_id, self._owner)
         pump = asyncio.create_task(self._pump(), name=f"provider-{self.stream_id}")
         try:
+            # Paired with the `stream_ended` of the `finally`: the active-streams gauge cannot drift.
+            self._metrics.stream_started(self.labels)
             while True:
                 if self._stop_request is not None:  # checked on every turn: `request_stop` rings the alarm
                     outcome = self._stop_request.outcome
@@ -306,7 +306,7 @@ class StreamSession:
             return
         self.ended_at = time.perf_counter()
         self.outcome = Outcome.CANCELLED
-        self._log_end(Outcome.CANCELLED)
+        self._log_end(Outcome.CANCELLED, started=False)
 
     def request_stop(self, error: ApiError, outcome: Outcome) -> None:
         """End the stream at once with `error` as its terminal event (a resumable stream nobody reads).
@@ -334,7 +334,7 @@ class StreamSession:
         )
         return internal_error()
 
-    def _log_end(self, outcome: Outcome) -> None:
+    def _log_end(self, outcome: Outcome, *, started: bool = True) -> None:
         usage = self.usage
         self._metrics.stream_ended(
             StreamEnd(
@@ -346,6 +346,7 @@ class StreamSession:
                 completion_tokens=usage.completion_tokens if usage else self.deltas,
                 prompt_tokens=usage.prompt_tokens if usage else None,
                 upstream_error=self.upstream_error if outcome is Outcome.ERROR else None,
+                started=started,
             )
         )
 
