@@ -4,12 +4,14 @@ and the client is never imported unless it is on (the Lambda cold start)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from litestar.routes import HTTPRoute
 from litestar.testing import TestClient
 
 from app.settings import Secret
@@ -24,6 +26,24 @@ MOCK = {"dialect": "stream", "provider": "mock", "model": "mock"}
 def test_there_is_no_metrics_route_unless_it_is_turned_on(make_app: AppFactory) -> None:
     with TestClient(make_app()) as client:
         assert client.get("/metrics").status_code == 404
+
+
+def test_the_openapi_document_has_the_route_when_it_is_served(make_app: AppFactory) -> None:
+    with TestClient(make_app()) as off, TestClient(make_app(metrics=True, api_keys=(Secret("k"),))) as on:
+        assert "/metrics" not in off.get("/schema/openapi.json").json()["paths"]
+        document = on.get("/schema/openapi.json", headers={"Authorization": "Bearer k"}).json()
+
+    # As for the other routes (tests/app/http/test_api.py): every one served is documented.
+    served = {
+        re.sub(r":\w+}", "}", route.path)
+        for route in on.app.routes
+        if isinstance(route, HTTPRoute)
+        and any(handler.include_in_schema is not False for handler in route.route_handlers)
+    }
+    assert set(document["paths"]) == served
+    operation = document["paths"]["/metrics"]["get"]
+    assert operation["security"] == [{"bearer": []}]
+    assert set(operation["responses"]) == {"200", "401"}
 
 
 def test_a_stream_is_counted_in_the_exposition(make_app: AppFactory) -> None:
