@@ -31,6 +31,7 @@ from app.http.routes import (
 )
 from app.http.ws import stream_socket
 from app.logs import log_event
+from app.metrics.recorder import MetricsSink, StreamMetrics
 from app.settings import Settings
 from app.stream.cancel import CancelRegistry
 from app.stream.cancel.memory import InMemoryCancelRegistry
@@ -106,6 +107,17 @@ def build_stream_log(settings: Settings) -> StreamLog:
     return InMemoryStreamLog(retention_s=settings.stream_retention_s)
 
 
+def build_metrics(settings: Settings, provider: Provider) -> tuple[StreamMetrics, MetricsSink | None]:
+    """EMF in the log lines where CloudWatch reads them (Lambda); Prometheus only with `METRICS=true`,
+    imported only then (a Lambda cold start does not pay for a client it has no use for)."""
+    if not settings.metrics:
+        return StreamMetrics(emf=settings.metrics_emf), None
+    from app.metrics.prometheus import PrometheusSink
+
+    sink = PrometheusSink(models=provider.models(), multiprocess_dir=settings.prometheus_multiproc_dir)
+    return StreamMetrics(emf=settings.metrics_emf, sinks=[sink]), sink
+
+
 def _api_error_response(_: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:
     return Response(exc.body(), status_code=exc.status_code, headers=exc.headers)
 
@@ -142,12 +154,14 @@ def create_app(
     """The ASGI app; tests and hosts pass their own provider, cancel registry and stream log."""
     settings = settings if settings is not None else Settings.from_env()
     provider = provider if provider is not None else build_provider(settings)
+    metrics, prometheus = build_metrics(settings, provider)
     services = Services(
         settings=settings,
         provider=provider,
         cancels=cancels if cancels is not None else build_cancel_registry(settings),
         stream_log=stream_log if stream_log is not None else build_stream_log(settings),
         started=int(time.time()),
+        metrics=metrics,
     )
 
     @asynccontextmanager
@@ -158,25 +172,29 @@ def create_app(
             # Resumable streams run on their own tasks: ended here, with their logs closed.
             await services.runs.stop_all()
             await provider.aclose()
+            metrics.close()
 
-    api = Router(
-        path="/",
-        route_handlers=[
-            list_models,
-            chat_completions,
-            create_response,
-            ui_chat,
-            resume_ui_chat,
-            stream,
-            cancel_stream,
-            stream_events,
-        ],
-        guards=[ApiKeyGuard(settings.api_keys)],
-    )
+    api_handlers: list[Any] = [
+        list_models,
+        chat_completions,
+        create_response,
+        ui_chat,
+        resume_ui_chat,
+        stream,
+        cancel_stream,
+        stream_events,
+    ]
+    if prometheus is not None:
+        from app.http.metrics import metrics_endpoint
+
+        # Behind the same keys as /v1/*: the counts tell who uses which model how much (scrapers send
+        # `Authorization: Bearer`); without API_KEYS it is as open as the rest of the API.
+        api_handlers.append(metrics_endpoint)
+    api = Router(path="/", route_handlers=api_handlers, guards=[ApiKeyGuard(settings.api_keys)])
     return _Litestar(
         # The page is public; the WebSocket checks API keys itself (see app/http/ws.py for why not the guard).
         route_handlers=[healthz, openapi_json, index, static_asset, stream_socket, api],
-        state=State({"services": services, "origins": OriginPolicy(settings)}),
+        state=State({"services": services, "origins": OriginPolicy(settings), "prometheus": prometheus}),
         lifespan=[lifespan],
         exception_handlers={
             ApiError: _api_error_response,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -15,6 +17,11 @@ _encoder = msgspec.json.Encoder()
 _QUERY_STRING = re.compile(r"(/[^\s\"?]*)\?[^\s\"]*")
 
 logger = logging.getLogger("tokenrelay")
+# Fields every line logged in this context carries (a stream's trace ids): set where a stream opens, and
+# inherited by the tasks it starts (the provider's, a resumable stream's producer).
+_context: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "tokenrelay_log_context", default=None
+)
 
 
 class JsonFormatter(logging.Formatter):
@@ -27,6 +34,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": _QUERY_STRING.sub(r"\1?[redacted]", record.getMessage()),
         }
+        # Lines of other loggers (the server's, the SDK's) get the bound fields when they are formatted.
+        bound = _context.get()
+        if bound:
+            entry.update(bound)
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             entry.update(fields)
@@ -50,4 +61,18 @@ def configure_logging(level: str) -> None:
 def log_event(event: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log one structured event."""
     if logger.isEnabledFor(level):
-        logger.log(level, event, extra={"fields": fields})
+        bound = _context.get()
+        # Read now, in the caller's context: a handler may format the record later, elsewhere.
+        logger.log(level, event, extra={"fields": {**bound, **fields} if bound else fields})
+
+
+def bind_log_context(fields: Mapping[str, Any]) -> None:
+    """Add `fields` to every line logged from here on in this context (and in tasks it starts later)."""
+    if fields:
+        _context.set({**(_context.get() or {}), **fields})
+
+
+def reset_log_context() -> None:
+    """Forget the bound fields: a host that serves requests one after another in one task (the Lambda
+    streaming runtime) calls this between them, so that one stream's trace never labels the next."""
+    _context.set(None)

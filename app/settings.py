@@ -84,6 +84,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stream_log_flush_bytes: int = 8192
     stream_log_poll_s: float = 0.2
     lambda_deadline_margin_s: float = 2.0
+    # --- metrics (app/metrics): Prometheus `GET /metrics`, EMF in the log lines, multiprocess counts ---
+    metrics: bool = False
+    metrics_emf: bool = False
+    prometheus_multiproc_dir: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -148,6 +152,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ),
             stream_log_poll_s=env.number("STREAM_LOG_POLL_MS", 200, minimum=20, maximum=5000) / 1000,
             lambda_deadline_margin_s=env.number("LAMBDA_DEADLINE_MARGIN_S", 2.0, minimum=0, maximum=60),
+            metrics=env.flag("METRICS", default=False),
+            # On by default on Lambda (which always sets AWS_LAMBDA_FUNCTION_NAME): CloudWatch reads the logs.
+            metrics_emf=env.flag("METRICS_EMF", default=bool(env.text("AWS_LAMBDA_FUNCTION_NAME"))),
+            prometheus_multiproc_dir=_directory(
+                "PROMETHEUS_MULTIPROC_DIR", env.text("PROMETHEUS_MULTIPROC_DIR")
+            ),
         )
 
 
@@ -165,6 +175,15 @@ def _origins(values: tuple[str, ...]) -> tuple[str, ...]:
                 f"CORS_ALLOW_ORIGINS: {value!r} is not an origin (scheme://host[:port], no path; or *)"
             )
     return values
+
+
+def _directory(name: str, value: str) -> str | None:
+    """An existing directory, checked here: the Prometheus client would fail at the first stream instead."""
+    if not value:
+        return None
+    if not os.path.isdir(value):
+        raise SettingsError(f"{name}={value!r} is not an existing directory")
+    return value
 
 
 def _table_name(value: str) -> str | None:

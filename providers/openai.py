@@ -225,6 +225,8 @@ class OpenAIProvider:
                     response_format=_builtins_or_omit(request.response_format),
                     # Everything else the client sent, as sent: the upstream validates it.
                     extra_body=request.extra or None,
+                    # The caller's trace context, so the upstream's spans join the same trace.
+                    extra_headers=request.trace.headers() if request.trace is not None else None,
                 )
             except openai.APIError as exc:
                 delay_s = self._retry_delay_s(exc, attempt)

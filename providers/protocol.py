@@ -189,6 +189,28 @@ class MockDirectives(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     repeat: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
 
 
+class TraceContext(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Where the request sits in a distributed trace: W3C Trace Context and AWS X-Ray, for the upstream call.
+
+    Values are checked before they get here (`app.trace`): a provider sends them as they are.
+    """
+
+    traceparent: str | None = None
+    tracestate: str | None = None
+    xray: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        """The HTTP headers that carry this context to an upstream."""
+        headers: dict[str, str] = {}
+        if self.traceparent is not None:
+            headers["traceparent"] = self.traceparent
+            if self.tracestate is not None:
+                headers["tracestate"] = self.tracestate
+        if self.xray is not None:
+            headers["X-Amzn-Trace-Id"] = self.xray
+        return headers
+
+
 class ChatRequest(msgspec.Struct, frozen=True, kw_only=True):
     """What a provider is asked to generate."""
 
@@ -209,6 +231,8 @@ class ChatRequest(msgspec.Struct, frozen=True, kw_only=True):
     # newer than this code): forwarded by providers with an OpenAI-compatible upstream, ignored by others.
     extra: JsonObject = msgspec.field(default_factory=dict)
     mock: MockDirectives | None = None
+    # Request metadata, not generation parameters: providers with an HTTP upstream pass it on as headers.
+    trace: TraceContext | None = None
 
 
 # --- stream items ---

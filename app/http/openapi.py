@@ -289,6 +289,20 @@ def openapi_document(settings: Settings, *, forwards_extra: bool = False) -> byt
         },
         "components": {"schemas": components},
     }
+    if settings.metrics:
+        document["paths"]["/metrics"] = {
+            "get": _operation(
+                "metrics",
+                "Stream metrics in the Prometheus text format",
+                tags=["ops"],
+                ok={
+                    "description": "Every metric (README, Observability)",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                errors=_auth_errors(secured),
+                secured=secured,
+            )
+        }
     if secured:
         document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
     return msgspec.json.encode(document)

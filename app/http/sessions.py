@@ -20,6 +20,7 @@ from app.stream.log import StreamLogUnavailable
 from app.stream.resumable import ResumableRun
 from app.stream.services import Services, open_session
 from app.stream.session import StreamSession
+from app.trace import trace_context
 from providers.protocol import ChatRequest
 
 
@@ -40,6 +41,7 @@ async def open_request_stream(
         host_deadline=host_deadline(request.scope),
         owner=request_owner(request, services.settings.api_keys),
         resumable=resumable,
+        trace=trace_context(request.headers, request.scope),
     )
     return await unless_gone(request.receive, open_stream(session))
 
@@ -95,6 +97,7 @@ async def follow_response(
             f"{settings.stream_retention_s:g}s)",
             param="stream_id",
         )
+    services.metrics.stream_resumed(stream_id, logged.dialect)
     return LogFollowResponse(
         services.stream_log,
         stream_id,

@@ -50,6 +50,7 @@ from app.stream.log import StreamLogUnavailable
 from app.stream.resumable import ResumableRun
 from app.stream.services import Services, open_session
 from app.stream.session import StreamSession
+from app.trace import trace_context
 from providers.protocol import MockDirectives, ToolChoice
 
 # 4000 + the HTTP status, the convention Litestar itself uses for application close codes.
@@ -272,6 +273,7 @@ class _SocketSession:
             host_deadline=host_deadline(self._socket.scope),
             owner=self._owner,
             resumable=message.resumable,
+            trace=trace_context(self._socket.headers, self._socket.scope),
         )
         relay = self._stream_resumable if message.resumable else self._stream
         task = asyncio.create_task(relay(prompt_id, session), name=f"ws-{session.stream_id}")

@@ -8,6 +8,7 @@ a terminal `error` event, code `deadline`, while the client is still there to re
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from mangum.types import ASGI, Receive, Scope, Send
 
 from app.stream.limits import Deadline, with_deadline
+from app.trace import with_xray_trace_id
 
 if TYPE_CHECKING:
     from litestar import Litestar
@@ -102,7 +104,8 @@ def quiet_mangum_logs() -> None:
 
 
 def with_invocation_deadline(app: Any, margin_s: float) -> ASGIApp:
-    """Wrap the ASGI `app` so that every HTTP request carries its invocation's deadline, less `margin_s`.
+    """Wrap the ASGI `app` so that every HTTP request carries its invocation's deadline, less `margin_s`,
+    and its X-Ray trace id (which both runtimes set in `_X_AMZN_TRACE_ID` for the current invocation).
 
     The deadline comes from the `aws.context` that Mangum's event handlers put in the scope. (`app` is
     untyped because Litestar's signature is narrower than the generic ASGI one that Mangum declares.)
@@ -114,6 +117,9 @@ def with_invocation_deadline(app: Any, margin_s: float) -> ASGIApp:
             # Into the one type streams compare against, once: from here on it is a point on their clock.
             remaining_s = context.get_remaining_time_in_millis() / 1000
             with_deadline(scope, Deadline.after(remaining_s).earlier_by(margin_s))
+            trace_id = os.environ.get("_X_AMZN_TRACE_ID")
+            if trace_id:
+                with_xray_trace_id(scope, trace_id)
         await app(scope, receive, send)
 
     return asgi

@@ -35,7 +35,7 @@ from app.lambda_.runtime_api import (
     RuntimeApiClient,
     RuntimeApiError,
 )
-from app.logs import log_event
+from app.logs import bind_log_context, log_event, reset_log_context
 from app.stream.session import Outcome
 from app.stream.trailers import ASGI_EXTENSION, read_failure
 
@@ -314,9 +314,12 @@ class StreamingRuntime:
                 )
 
     async def handle(self, invocation: Invocation) -> None:
-        # The X-Ray SDK and the AWS SDKs read the current invocation's trace header from here.
+        # The X-Ray SDK and the AWS SDKs read the current invocation's trace header from here (and so does
+        # `app.trace`, for the upstream call of a stream).
+        reset_log_context()  # invocations share this task: one's trace must not label the next one's lines
         if invocation.trace_id:
             os.environ["_X_AMZN_TRACE_ID"] = invocation.trace_id
+            bind_log_context({"xray_trace_id": invocation.trace_id})
         else:
             os.environ.pop("_X_AMZN_TRACE_ID", None)
         context = InvocationContext(

@@ -6,14 +6,18 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 
-from app.logs import log_event
+import msgspec
+
+from app.logs import bind_log_context, log_event
+from app.metrics.recorder import StreamMetrics
 from app.settings import Settings
 from app.stream.cancel import CancelRegistry
 from app.stream.limits import Deadline, StreamLimits
 from app.stream.log import StreamLog
 from app.stream.resumable import RunRegistry
 from app.stream.session import StreamSession
-from providers.protocol import ChatRequest, Provider
+from app.trace import log_fields
+from providers.protocol import ChatRequest, Provider, TraceContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +31,8 @@ class Services:
     started: int
     # The resumable streams this process is producing (`app.stream.resumable`).
     runs: RunRegistry = field(default_factory=RunRegistry)
+    # What every session reports its start and end to (`app.metrics`).
+    metrics: StreamMetrics = field(default_factory=StreamMetrics)
 
 
 def open_session(
@@ -37,10 +43,13 @@ def open_session(
     host_deadline: Deadline | None,
     owner: str | None = None,
     resumable: bool = False,
+    trace: TraceContext | None = None,
 ) -> StreamSession:
     """A session for one generation, with budgets from settings and from the host (Lambda's deadline).
 
     `owner` identifies the API key that asked (`app.http.auth.owner_of`): only it may cancel the stream.
+    `trace` (`app.trace.trace_context` of the request) goes upstream with the request and onto every log
+    line of the stream from here on.
     """
     settings = services.settings
     limits = StreamLimits(
@@ -53,6 +62,9 @@ def open_session(
         host_deadline=host_deadline,
     )
     stream_id = secrets.token_hex(12)
+    if trace is not None:
+        chat = msgspec.structs.replace(chat, trace=trace)
+        bind_log_context(log_fields(trace))
     if settings.log_prompts:
         log_event(
             "stream_prompt",
@@ -69,4 +81,5 @@ def open_session(
         cancels=services.cancels,
         owner=owner,
         resumable=resumable,
+        metrics=services.metrics,
     )

@@ -19,6 +19,8 @@ from typing import Final
 
 from app.errors import DEADLINE, IDLE_TIMEOUT, ApiError, cancelled_error, from_provider_error, internal_error
 from app.logs import log_event
+from app.metrics.record import StreamEnd, StreamLabels
+from app.metrics.recorder import StreamMetrics
 from app.stream.cancel import CancelRegistry
 from app.stream.channel import Channel
 from app.stream.limits import StreamLimits
@@ -35,6 +37,8 @@ from providers.protocol import (
 )
 
 _QUEUE_SIZE: Final = 64
+# Sessions built without metrics (tests, benchmarks) still log their one `stream_end` line.
+_LOG_ONLY: Final = StreamMetrics()
 
 
 class Outcome(enum.StrEnum):
@@ -111,6 +115,7 @@ class StreamSession:
         cancels: CancelRegistry,
         owner: str | None = None,
         resumable: bool = False,
+        metrics: StreamMetrics | None = None,
     ) -> None:
         self.provider = provider
         self.request = request
@@ -135,6 +140,10 @@ class StreamSession:
         self._stopped_as: Outcome | None = None
         # A stop asked for from outside that the stream itself ends with, as its terminal event.
         self._stop_request: Failed | None = None
+        # The error code of the upstream failure that ended it, if one did.
+        self.upstream_error: str | None = None
+        self._metrics = metrics if metrics is not None else _LOG_ONLY
+        self.labels = StreamLabels(dialect=dialect, provider=provider.name, model=request.model)
 
     @property
     def has_queued(self) -> bool:
@@ -194,6 +203,8 @@ class StreamSession:
         await self._cancels.register(self.stream_id, self._owner)
         pump = asyncio.create_task(self._pump(), name=f"provider-{self.stream_id}")
         try:
+            # Paired with the `stream_ended` of the `finally`: the active-streams gauge cannot drift.
+            self._metrics.stream_started(self.labels)
             while True:
                 if self._stop_request is not None:  # checked on every turn: `request_stop` rings the alarm
                     outcome = self._stop_request.outcome
@@ -300,7 +311,7 @@ class StreamSession:
             return
         self.ended_at = time.perf_counter()
         self.outcome = Outcome.CANCELLED
-        self._log_end(Outcome.CANCELLED)
+        self._log_end(Outcome.CANCELLED, started=False)
 
     def request_stop(self, error: ApiError, outcome: Outcome) -> None:
         """End the stream at once with `error` as its terminal event (a resumable stream nobody reads).
@@ -316,7 +327,9 @@ class StreamSession:
 
     def _translate(self, exc: BaseException) -> ApiError:
         if isinstance(exc, ProviderError):
-            return from_provider_error(exc)
+            error = from_provider_error(exc)
+            self.upstream_error = error.kind.code
+            return error
         log_event(
             "provider_bug",
             logging.ERROR,
@@ -326,19 +339,20 @@ class StreamSession:
         )
         return internal_error()
 
-    def _log_end(self, outcome: Outcome) -> None:
+    def _log_end(self, outcome: Outcome, *, started: bool = True) -> None:
         usage = self.usage
-        log_event(
-            "stream_end",
-            outcome=outcome.value,
-            request_id=self.stream_id,
-            dialect=self.dialect,
-            provider=self.provider.name,
-            model=self.request.model,
-            ttft_ms=self.ttft_ms,
-            duration_ms=self.duration_ms,
-            completion_tokens=usage.completion_tokens if usage else self.deltas,
-            prompt_tokens=usage.prompt_tokens if usage else None,
+        self._metrics.stream_ended(
+            StreamEnd(
+                stream_id=self.stream_id,
+                labels=self.labels,
+                outcome=outcome.value,
+                ttft_ms=self.ttft_ms,
+                duration_ms=self.duration_ms,
+                completion_tokens=usage.completion_tokens if usage else self.deltas,
+                prompt_tokens=usage.prompt_tokens if usage else None,
+                upstream_error=self.upstream_error if outcome is Outcome.ERROR else None,
+                started=started,
+            )
         )
 
 

@@ -96,7 +96,13 @@ def test_the_openai_settings_never_leak_into_responses() -> None:
 # host (app/lambda_/) reads its platform's variables by design.
 _CORE_MODULES = sorted(
     str(path.relative_to(_ROOT))
-    for pattern in ("app/*.py", "app/stream/**/*.py", "app/http/**/*.py", "providers/*.py")
+    for pattern in (
+        "app/*.py",
+        "app/stream/**/*.py",
+        "app/http/**/*.py",
+        "app/metrics/*.py",
+        "providers/*.py",
+    )
     for path in _ROOT.glob(pattern)
     if path.name != "settings.py"
 )

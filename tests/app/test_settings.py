@@ -138,3 +138,35 @@ def test_the_entry_point_refuses_to_start_with_a_clear_message(
     err = capsys.readouterr().err
     assert err.startswith("tokenrelay: configuration error: STREAM_DEADLINE_S=")
     assert "Traceback" not in err
+
+
+def test_metrics_are_off_by_default_and_emf_is_on_by_default_on_lambda(tmp_path: object) -> None:
+    plain = Settings.from_env({})
+    on_lambda = Settings.from_env({"AWS_LAMBDA_FUNCTION_NAME": "tokenrelay-stream"})
+    chosen = Settings.from_env(
+        {"AWS_LAMBDA_FUNCTION_NAME": "f", "METRICS_EMF": "false", "METRICS": "true"}
+        | {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    )
+
+    assert (plain.metrics, plain.metrics_emf, plain.prometheus_multiproc_dir) == (False, False, None)
+    assert on_lambda.metrics_emf is True
+    assert (chosen.metrics, chosen.metrics_emf, chosen.prometheus_multiproc_dir) == (
+        True,
+        False,
+        str(tmp_path),
+    )
+
+
+@pytest.mark.parametrize(
+    ("environ", "names"),
+    [
+        ({"METRICS": "sometimes"}, "METRICS='sometimes' is not a boolean"),
+        (
+            {"PROMETHEUS_MULTIPROC_DIR": "/nonexistent/prometheus"},
+            "PROMETHEUS_MULTIPROC_DIR=.* not an existing",
+        ),
+    ],
+)
+def test_a_bad_metrics_setting_fails_naming_the_variable(environ: dict[str, str], names: str) -> None:
+    with pytest.raises(SettingsError, match=names):
+        Settings.from_env(environ)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx2
+import msgspec
 import pytest
 
 from providers.errors import (
@@ -33,6 +34,7 @@ from providers.protocol import (
     Provider,
     StreamItem,
     TextDelta,
+    TraceContext,
 )
 from tests.providers.fake_upstream import (
     BASE_URL,
@@ -733,3 +735,29 @@ def test_importing_the_module_does_not_import_the_sdk() -> None:
     report = json.loads(result.stdout)
     assert report["before"] == {"openai": False, "httpx2": False}
     assert report["after"] is True  # the SDK does load once a provider is built
+
+
+# --- trace context ---
+
+
+def test_the_trace_context_goes_upstream_as_headers() -> None:
+    upstream = FakeUpstream(streamed(sse_events(fixture_bytes("chat_completions_stream.sse"))))
+    traced = msgspec.structs.replace(
+        REQUEST,
+        trace=TraceContext(
+            traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            tracestate="rojo=00f067aa0ba902b7",
+            xray="Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1",
+        ),
+    )
+
+    stream_and_close(upstream.provider(), traced)
+    stream_and_close(upstream.provider(), REQUEST)
+
+    with_trace, without = upstream.requests
+    assert with_trace.headers["traceparent"] == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    assert with_trace.headers["tracestate"] == "rojo=00f067aa0ba902b7"
+    assert with_trace.headers["x-amzn-trace-id"] == "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"
+    assert not {"traceparent", "tracestate", "x-amzn-trace-id"} & set(without.headers.keys())
+    # Metadata, not a generation parameter: nothing of it in the body.
+    assert "trace" not in json.loads(with_trace.content)

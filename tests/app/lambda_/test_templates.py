@@ -667,3 +667,144 @@ def test_serverless_refuses_a_rest_api_without_the_bearer_keys(tmp_path: Path) -
     assert done.returncode != 0
     assert "aRestApiNeedsTheParamApiKeysSecretArnOrApiKeysSsmParameter" in done.stdout + done.stderr
     assert not output.exists()
+
+
+# --- metrics and alarms (EnableAlarms; serverless `--param=alarms=true`) ---
+
+ALARMS = ("ErrorOutcomeRateAlarm", "TimeToFirstTokenP90Alarm", "ThrottlesAlarm")
+
+
+def _with_alarms(enabled: str) -> dict[str, Any]:
+    template = sam_template()
+    template["Parameters"]["EnableAlarms"]["Default"] = enabled
+    return template
+
+
+def _emf_metrics() -> set[tuple[str, str, frozenset[str]]]:
+    """(namespace, metric, dimension names) of every metric the app's EMF records define."""
+    from app.metrics import emf
+    from app.metrics.record import StreamEnd, StreamLabels
+
+    end = StreamEnd(
+        stream_id="s",
+        labels=StreamLabels(dialect="stream", provider="openai", model="m"),
+        outcome="error",
+        ttft_ms=1.0,
+        duration_ms=2.0,
+        completion_tokens=1,
+        prompt_tokens=1,
+        upstream_error="upstream_timeout",
+    )
+    defined: set[tuple[str, str, frozenset[str]]] = set()
+    for record in (emf.stream_end_members(end, 0), emf.resume_members("stream", 0)):
+        for directive in record["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                for dimensions in directive["Dimensions"]:
+                    defined.add((directive["Namespace"], metric["Name"], frozenset(dimensions)))
+    return defined
+
+
+def _alarmed_metrics(alarm: dict[str, Any]) -> set[tuple[str, str, frozenset[str]]]:
+    properties = alarm["Properties"]
+    if "MetricName" in properties:
+        dimensions = frozenset(d["Name"] for d in properties.get("Dimensions", []))
+        return {(properties["Namespace"], properties["MetricName"], dimensions)}
+    found = set()
+    for query in properties["Metrics"]:
+        if "MetricStat" in query:
+            metric = query["MetricStat"]["Metric"]
+            dimensions = frozenset(d["Name"] for d in metric.get("Dimensions", []))
+            found.add((metric["Namespace"], metric["MetricName"], dimensions))
+    return found
+
+
+@pytest.mark.parametrize("enabled", ["true", "false"])
+def test_the_template_lints_clean_with_and_without_alarms(
+    enabled: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cfnlint.api import ManualArgs
+    from cfnlint.api import lint as cfn_lint
+
+    template = _with_alarms(enabled)
+
+    assert cfn_lint(json.dumps(template), config=ManualArgs(regions=["eu-west-1"])) == []
+    transformed = transform(template, monkeypatch)
+    assert lint(transformed) == []
+    for name in (*ALARMS, "StreamsDashboard"):
+        assert transformed["Resources"][name]["Condition"] == "CreateAlarms"
+    assert transformed["Conditions"]["CreateAlarms"] == {"Fn::Equals": [{"Ref": "EnableAlarms"}, "true"]}
+
+
+def test_alarms_are_off_by_default_and_notify_only_a_given_topic(sam: dict[str, Any]) -> None:
+    assert sam["Parameters"]["EnableAlarms"]["Default"] == "false"
+    for name in ALARMS:
+        properties = sam["Resources"][name]["Properties"]
+        assert properties["AlarmActions"] == {
+            "Fn::If": ["NotifyAlarms", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+        }
+        assert properties["TreatMissingData"] == "notBreaching"  # no traffic is no alarm
+
+
+def test_the_alarms_watch_metrics_the_app_writes(sam: dict[str, Any]) -> None:
+    written = _emf_metrics()
+    error_rate = sam["Resources"]["ErrorOutcomeRateAlarm"]
+    assert (
+        _alarmed_metrics(error_rate)
+        == {
+            ("tokenrelay", "StreamsEnded", frozenset({"Outcome"})),
+            ("tokenrelay", "StreamsEnded", frozenset()),
+        }
+        <= written
+    )
+    [errors] = [q for q in error_rate["Properties"]["Metrics"] if q["Id"] == "errors"]
+    assert errors["MetricStat"]["Metric"]["Dimensions"] == [{"Name": "Outcome", "Value": "error"}]
+    assert error_rate["Properties"]["Threshold"] == {"Ref": "ErrorRateAlarmPercent"}
+    ttft = sam["Resources"]["TimeToFirstTokenP90Alarm"]
+    assert _alarmed_metrics(ttft) == {("tokenrelay", "TimeToFirstToken", frozenset())} <= written
+    assert (ttft["Properties"]["ExtendedStatistic"], ttft["Properties"]["Threshold"]) == (
+        "p90",
+        {"Ref": "TtftP90AlarmMs"},
+    )
+    throttled = {
+        json.dumps(q["MetricStat"]["Metric"]["Dimensions"])
+        for q in sam["Resources"]["ThrottlesAlarm"]["Properties"]["Metrics"]
+        if "MetricStat" in q
+    }
+    assert throttled == {
+        json.dumps([{"Name": "FunctionName", "Value": {"Ref": function}}])
+        for function in ("StreamFunction", "BufferedFunction")
+    }
+
+
+def test_the_dashboard_is_json_on_the_apps_metrics(sam: dict[str, Any]) -> None:
+    body = sam["Resources"]["StreamsDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    filled = re.sub(r"\$\{([^}]+)\}", lambda m: "3000" if m.group(1) == "TtftP90AlarmMs" else "name", body)
+    widgets = json.loads(filled)["widgets"]
+
+    text = json.dumps(widgets)
+    written_names = {name for _, name, _ in _emf_metrics()}
+    assert {"StreamsEnded", "TimeToFirstToken", "UpstreamErrors"} <= written_names
+    for name in ("StreamsEnded", "TimeToFirstToken", "UpstreamErrors", "Throttles"):
+        assert name in text
+    assert len(widgets) == 4
+
+
+@pytest.mark.parametrize("enabled", ["true", "false"])
+def test_serverless_packages_the_same_alarms_lint_clean(tmp_path: Path, enabled: str) -> None:
+    done, output = _serverless_package(tmp_path, f"apiKeysSecretArn={_KEYS_SECRET}", f"alarms={enabled}")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    generated = json.loads(output.read_text())
+    assert lint(generated) == []
+    assert generated["Parameters"]["EnableAlarms"]["Default"] == enabled
+    sam = sam_template()
+    for name in ALARMS:
+        alarm = generated["Resources"][name]
+        assert alarm["Condition"] == "CreateAlarms"
+        ours, theirs = dict(alarm["Properties"]), dict(sam["Resources"][name]["Properties"])
+        ours.pop("AlarmDescription")
+        theirs.pop("AlarmDescription")
+        if name == "ThrottlesAlarm":  # the functions' logical ids differ between the two frameworks
+            renamed = json.dumps(theirs).replace('"StreamFunction"', '"StreamLambdaFunction"')
+            theirs = json.loads(renamed.replace('"BufferedFunction"', '"BufferedLambdaFunction"'))
+        assert ours == theirs, name
