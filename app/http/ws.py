@@ -366,6 +366,7 @@ class _SocketSession:
             )
             await self._send_error(error, prompt_id)
             return
+        services.metrics.stream_resumed(stream_id, "ws")
         run = services.runs.get(stream_id)
         task = asyncio.create_task(
             self._relay_resumed(prompt_id, stream_id, after=message.last_event_id, run=run),

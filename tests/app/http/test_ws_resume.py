@@ -83,6 +83,8 @@ def test_a_dropped_socket_resumed_on_a_new_one_gets_the_rest_of_the_same_answer(
     # One generation: the drop did not cancel it, the resume did not start another.
     assert end["outcome"] == "completed"
     assert end["dialect"] == "ws"
+    [resume] = log_capture.wait_for("stream_resume", 1)
+    assert (resume["request_id"], resume["dialect"]) == (start["stream_id"], "ws")
 
 
 def test_a_plain_prompt_carries_no_event_ids(make_app: AppFactory, serve: ServeFactory) -> None:
