@@ -77,6 +77,12 @@ FUZZ_PORT ?= 18765
 fuzz: $(STAMP)
 	$(BIN)/python -m scripts.fuzz --port $(FUZZ_PORT) --examples $(FUZZ_EXAMPLES)
 
+# The page's vendored JavaScript, again from npm at the versions app/http/static/vendor/vendor.json pins,
+# each tarball checked against its pinned sha512 (scripts/vendor.py; `--check` verifies offline).
+.PHONY: vendor
+vendor: $(STAMP)
+	$(BIN)/python -m scripts.vendor
+
 lint: $(STAMP)
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m ruff format --check .
