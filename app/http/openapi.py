@@ -88,6 +88,8 @@ def openapi_document(settings: Settings, *, forwards_extra: bool = False) -> byt
     ):
         _cap(components[name]["properties"][field], settings.max_tokens_limit)
     _describe_what_the_decoder_cannot(components, forwards_extra=forwards_extra)
+    # By name too, for `GET /v1/stream?messages=`, which takes the body's conversation as JSON.
+    components["Messages"] = components["StreamRequest"]["properties"]["messages"]
     secured = bool(settings.api_keys)
     document: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -496,9 +498,16 @@ def _stream_query(max_tokens_limit: int) -> list[dict[str, Any]]:
         {
             "name": "prompt",
             "in": "query",
-            "required": True,
-            "description": "The user's message",
+            "required": False,
+            "description": "The user's message; required unless `messages` is given",
             "schema": {"type": "string", "minLength": 1},
+        },
+        {
+            "name": "messages",
+            "in": "query",
+            "required": False,
+            "description": "A conversation instead of `prompt`: the `messages` of `POST /v1/stream`, as JSON",
+            "content": {"application/json": {"schema": _ref("Messages")}},
         },
         {
             "name": "model",

@@ -22,10 +22,11 @@ from app.errors import (
     MODEL_NOT_FOUND,
     REQUEST_TIMEOUT,
     UNSUPPORTED_MEDIA_TYPE,
+    ApiError,
     from_validation_error,
 )
 from app.http.disconnect import ClientGoneError
-from app.schemas import AssistantTurn, ChatCompletionRequest, Message, ToolResult, role_of, tag_of
+from app.schemas import AssistantTurn, ChatCompletionRequest, Message, Messages, ToolResult, role_of, tag_of
 from app.stream.services import Services
 from providers.protocol import (
     AudioPart,
@@ -61,6 +62,7 @@ class JsonDecoder(Protocol[T_co]):
 
 
 _mock_decoder = msgspec.json.Decoder(MockDirectives)
+_messages_decoder = msgspec.json.Decoder(Messages)
 
 
 async def decode_json_body(
@@ -168,6 +170,19 @@ def decode_mock_query(raw: str | None) -> MockDirectives | None:
         raise INVALID_REQUEST(
             f"invalid mock directives: {error.detail.message}", param=f"mock.{param}" if param else "mock"
         ) from None
+
+
+def decode_messages_query(raw: str) -> list[Message]:
+    """The `messages` query parameter of `GET /v1/stream`: a conversation, as the JSON body's `messages`.
+
+    EventSource can only GET, so a page that keeps a conversation sends its history this way.
+    """
+    try:
+        return decode_json(_messages_decoder, raw, "the query parameter 'messages'")
+    except ApiError as exc:
+        param = exc.detail.param or ""
+        where = f"messages{param}" if not param or param.startswith("[") else f"messages.{param}"
+        raise ApiError(exc.kind, exc.detail.message, param=where) from None
 
 
 def check_query_encoding(query_string: bytes) -> None:

@@ -181,12 +181,16 @@ def test_the_openapi_document_describes_bodies_queries_streams_and_errors(
 
     get = paths["/v1/stream"]["get"]
     assert {p["name"]: p["required"] for p in get["parameters"]} == {
-        "prompt": True,
+        "prompt": False,  # or `messages`: one of them, never both
+        "messages": False,
         "model": False,
         "max_tokens": False,
         "mock": False,
         "resumable": False,
     }
+    [conversation] = [p for p in get["parameters"] if p["name"] == "messages"]
+    assert conversation["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Messages"}
+    assert components["Messages"] == components["StreamRequest"]["properties"]["messages"]
     events = get["responses"]["200"]["content"]["text/event-stream"]["schema"]
     assert events["properties"]["data"]["contentSchema"] == {"$ref": "#/components/schemas/StreamEvent"}
     assert {branch["$ref"].rsplit("/", 1)[1] for branch in components["StreamEvent"]["anyOf"]} == {
