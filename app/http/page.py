@@ -59,7 +59,9 @@ def _load(name: str) -> Asset:
 
 
 _INDEX: Final = _load("index.html")
-_ASSETS: Final = {name: _load(name) for name in ("app.js", "style.css")}
+_ASSETS: Final = {
+    name: _load(name) for name in ("app.js", "conversation.js", "markdown.js", "timeline.js", "style.css")
+}
 # Third-party code, as npm published it (scripts/vendor.py fetches and checks it; vendor.json pins it).
 _VENDORED: Final = {name: _load(f"vendor/{name}") for name in ("smd.js",)}
 
