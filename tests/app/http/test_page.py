@@ -209,7 +209,10 @@ def answer_text(page: Page) -> str:
     return str(page.evaluate(ANSWER_TEXT))
 
 
-def expected_answer(turns: list[tuple[str, str]], *, model: str = "mock") -> list[str]:
+Turn = tuple[str, str]  # (role, text), as a conversation is compared here
+
+
+def expected_answer(turns: list[Turn], *, model: str = "mock") -> list[str]:
     """The mock's deltas for a conversation of (role, text) turns."""
     messages = tuple(ChatMessage(role=role, content=content) for role, content in turns)  # type: ignore[arg-type]
     return tokenize(compose_answer(ChatRequest(model=model, messages=messages)))
@@ -891,6 +894,317 @@ def test_api_keys_reach_the_server_the_way_each_transport_can_send_them(
         state, status = wait_for_end(page)
         assert state == "error"
         assert "EventSource cannot send the API key" in status
+
+
+def record_socket_prompts(page: Page) -> list[dict[str, Any]]:
+    """Every `prompt` message the page sends on a WebSocket from now on."""
+    prompts: list[dict[str, Any]] = []
+
+    def on_frame(payload: str | bytes) -> None:
+        message = msgspec.json.decode(payload)
+        if message.get("type") == "prompt":
+            prompts.append(message)
+
+    page.on("websocket", lambda socket: socket.on("framesent", on_frame))
+    return prompts
+
+
+def conversations_sent(sent: list[Sent], prompts: list[dict[str, Any]], transport: str) -> list[list[Turn]]:
+    """The conversation each stream request carried, as (role, text) turns, in the transport's encoding."""
+    if transport == "websocket":
+        return [[(m["role"], m["content"]) for m in prompt["messages"]] for prompt in prompts]
+    conversations: list[list[Turn]] = []
+    for request in stream_starts(sent):
+        if transport == "ai-sdk":
+            messages = request.body["messages"]
+            conversations.append([(m["role"], "".join(p["text"] for p in m["parts"])) for m in messages])
+        elif transport == "eventsource":
+            if "prompt" in request.query:
+                conversations.append([("user", request.query["prompt"][0])])
+            else:
+                [raw] = request.query["messages"]
+                conversations.append([(m["role"], m["content"]) for m in msgspec.json.decode(raw)])
+        else:
+            conversations.append([(m["role"], m["content"]) for m in request.body["messages"]])
+    return conversations
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_three_turns_in_a_row_each_send_the_conversation_so_far(
+    page: Page, server: RunningServer, log_capture: LogCapture, transport: str
+) -> None:
+    open_page(page, server)
+    sent = record_requests(page)
+    prompts = record_socket_prompts(page)
+    turns: list[Turn] = []
+    for prompt in ("first question", "second question", "third question"):
+        ask(page, prompt, transport=transport, max_tokens=6)
+        state, status = wait_for_end(page)
+        assert state == "done", status
+        turns.append(("user", prompt))
+        # The mock's answer is a function of every message: right only if the history reached it.
+        answer = "".join(expected_answer(turns)[:6])
+        assert output_text(page) == answer
+        turns.append(("assistant", answer))
+
+    assert conversations_sent(sent, prompts, transport) == [turns[:1], turns[:3], turns[:5]]
+    assert len(log_capture.wait_for("stream_end", 3)) == 3
+    shown = page.query_selector_all("#conversation .turn")
+    assert [turn.get_attribute("class") for turn in shown] == ["turn user", "turn assistant"] * 3
+    assert [t.text_content() for t in page.query_selector_all("#conversation .turn.user .text")] == [
+        "first question",
+        "second question",
+        "third question",
+    ]
+    if transport == "ai-sdk":
+        # One conversation, one chat id, as useChat keeps it.
+        assert len({request.body["id"] for request in stream_starts(sent)}) == 1
+
+
+@pytest.mark.browser
+def test_the_conversation_survives_a_reload_and_new_conversation_clears_it(
+    page: Page, server: RunningServer, provider: MockProvider, log_capture: LogCapture
+) -> None:
+    open_page(page, server)
+    ask(page, "first question", max_tokens=8)
+    assert wait_for_end(page)[0] == "done"
+    ask(page, "second question", mock={"delay_ms": TOKEN_DELAY_MS})  # no max_tokens: the form is refilled
+    page.wait_for_function(OUTPUT_LONGER_THAN, arg=30)
+    # Leaving the page mid-answer stops it: the server cancels the stream, the answer is kept as it was.
+    page.reload()
+    [_, second] = log_capture.wait_for("stream_end", 2)
+    assert second["outcome"] == "cancelled"
+    assert provider.active_streams == 0
+
+    _, first, _, stopped = saved_turns(page)
+    assert (first["state"], stopped["state"]) == ("done", "stopped")
+    assert stopped["note"].endswith("deltas: the page was closed or reloaded.")
+    history = [("user", "first question"), ("assistant", first["text"]), ("user", "second question")]
+    assert "".join(expected_answer(history)).startswith(stopped["text"])
+    # Drawn again as it was: the turns, the rendered Markdown, how each ended, each delta on its timeline.
+    assert [t.text_content() for t in page.query_selector_all("#conversation .turn.user .text")] == [
+        "first question",
+        "second question",
+    ]
+    assert page.get_attribute(LAST_ANSWER, "data-state") == "stopped"
+    assert text(page, f"{LAST_ANSWER} .turn-note") == stopped["note"]
+    assert page.query_selector_all(f"{LAST_ANSWER} .markdown p")
+    assert len(page.query_selector_all(f"{LAST_ANSWER} .timeline .tick")) == len(stopped["marks"]) > 0
+    assert page.get_attribute("#status", "data-state") == "idle"
+
+    # The restored conversation is the one the next prompt carries, the stopped answer included.
+    sent = record_requests(page)
+    ask(page, "third question", max_tokens=4)
+    assert wait_for_end(page)[0] == "done"
+    [request] = stream_starts(sent)
+    history = [(m["role"], m["content"]) for m in request.body["messages"]]
+    assert history == [
+        ("user", "first question"),
+        ("assistant", first["text"]),
+        ("user", "second question"),
+        ("assistant", stopped["text"]),
+        ("user", "third question"),
+    ]
+
+    page.click("#new-conversation")
+    assert page.query_selector_all("#conversation .turn") == []
+    assert page.evaluate(SAVED) is None
+    page.reload()
+    assert page.query_selector_all("#conversation .turn") == []
+    sent = record_requests(page)
+    ask(page, "a fresh start", max_tokens=4)
+    assert wait_for_end(page)[0] == "done"
+    [request] = stream_starts(sent)
+    assert request.body["messages"] == [{"role": "user", "content": "a fresh start"}]
+    assert output_text(page) == "".join(expected_tokens("a fresh start")[:4])
+
+
+@pytest.mark.browser
+def test_markdown_is_rendered_while_the_answer_streams(page: Page, server: RunningServer) -> None:
+    tokens = expected_tokens(PROMPT)  # paragraphs, a list, a fenced Python block, a last paragraph
+    open_page(page, server)
+    ask(page)
+    page.wait_for_function(
+        f"""() => document.querySelector("{LAST_ANSWER} .markdown li")
+            && document.querySelector("{LAST_ANSWER} .markdown pre code")"""
+    )
+    # Before the end: a list and a code block exist while the answer is still streaming.
+    assert page.get_attribute("#status", "data-state") == "streaming"
+    assert page.get_attribute("#conversation", "aria-busy") == "true"
+    assert wait_for_end(page)[0] == "done"
+
+    source = "".join(tokens)
+    assert output_text(page) == source
+    items = page.query_selector_all(f"{LAST_ANSWER} .markdown ul > li")
+    listed = [line.removeprefix("- ") for line in source.splitlines() if line.startswith("- ")]
+    assert [item.text_content() for item in items] == listed
+    [code] = page.query_selector_all(f"{LAST_ANSWER} .markdown figure.code-block pre > code")
+    fenced = source.split("```python\n", 1)[1].split("\n```", 1)[0]
+    assert code.text_content() == fenced
+    assert text(page, f"{LAST_ANSWER} .code-language") == "python"
+    assert page.get_attribute(f"{LAST_ANSWER} .copy-code", "aria-label") == "Copy the python code"
+    rendered = answer_text(page)
+    assert "```" not in rendered
+    assert "- " not in rendered.replace(" - ", "")  # no list marker shown as text
+    assert page.evaluate(NO_NODE_REMOVED)
+
+
+@pytest.mark.browser
+def test_a_code_block_is_copied_with_its_button(page: Page, server: RunningServer) -> None:
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.base_url)
+    open_page(page, server)
+    ask(page, mock={"answer": "Run:\n\n```sh\nmake vendor\n```\n"})
+    assert wait_for_end(page)[0] == "done"
+    page.click(f"{LAST_ANSWER} .copy-code")
+    page.wait_for_function(
+        f"() => document.querySelector('{LAST_ANSWER} .copy-code').textContent === 'Copied'"
+    )
+    assert page.evaluate("() => navigator.clipboard.readText()") == "make vendor"
+
+
+@pytest.mark.browser
+def test_tables_and_inline_markdown_are_rendered(page: Page, server: RunningServer) -> None:
+    answer = (
+        "| transport | resumes |\n|---|---|\n| fetch | yes |\n| WebSocket | no |\n\n"
+        "Some *emphasis*, **bold**, `code`.\n"
+    )
+    open_page(page, server)
+    ask(page, mock={"answer": answer})
+    assert wait_for_end(page)[0] == "done"
+    cells = page.eval_on_selector_all(
+        f"{LAST_ANSWER} .markdown table tr",
+        "(rows) => rows.map((row) => [...row.cells].map((c) => c.textContent.trim()))",
+    )
+    assert cells == [["transport", "resumes"], ["fetch", "yes"], ["WebSocket", "no"]]
+    assert page.query_selector_all(f"{LAST_ANSWER} .markdown table thead th")
+    assert text(page, f"{LAST_ANSWER} .markdown em") == "emphasis"
+    assert text(page, f"{LAST_ANSWER} .markdown strong") == "bold"
+    assert text(page, f"{LAST_ANSWER} .markdown p code") == "code"
+
+
+@pytest.mark.browser
+def test_an_unterminated_fence_stays_in_its_answer(page: Page, server: RunningServer) -> None:
+    unterminated = "Before the code.\n\n```js\nconst a = 1;\n\nconst b = 2;\n"
+    open_page(page, server)
+    ask(page, "first question", mock={"answer": unterminated})
+    page.wait_for_function(
+        f"() => document.querySelector('{LAST_ANSWER} pre code')?.textContent.includes('const a')"
+    )
+    # Mid-stream the open fence is a code block of its own answer: the text before it is a paragraph, and the
+    # timeline, status and form are drawn as ever, outside it.
+    assert page.get_attribute("#status", "data-state") == "streaming"
+    assert text(page, f"{LAST_ANSWER} .markdown > p") == "Before the code."
+    assert (
+        page.evaluate("() => document.querySelector('pre').contains(document.querySelector('.timeline'))")
+        is False
+    )
+    assert page.is_visible("#send")
+    assert page.is_visible("#status")
+    assert wait_for_end(page)[0] == "done"
+    assert text(page, f"{LAST_ANSWER} pre code").rstrip("\n") == "const a = 1;\n\nconst b = 2;"
+
+    # The fence never closed; the next answer is Markdown again, not more code.
+    ask(page, "second question", mock={"answer": "After: *emphasis* and a list\n\n- one\n- two\n"})
+    assert wait_for_end(page)[0] == "done"
+    assert page.query_selector_all(f"{LAST_ANSWER} pre") == []
+    assert [li.text_content() for li in page.query_selector_all(f"{LAST_ANSWER} li")] == ["one", "two"]
+    assert text(page, f"{LAST_ANSWER} em") == "emphasis"
+    assert len(page.query_selector_all("#conversation pre")) == 1
+
+
+HOSTILE = (
+    "Look: <img src=x onerror=\"window.pwned = 'img'\"> and <script>window.pwned = 'script'</script>\n\n"
+    "[a trap](javascript:window.pwned='link') and [the docs](https://example.com/docs) and "
+    "<a href=\"javascript:window.pwned='raw'\">raw</a>\n\n"
+    "![a picture](javascript:window.pwned='image') "
+    "<iframe src=\"javascript:window.pwned='frame'\"></iframe>\n"
+)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("transport", ["fetch", "websocket"])
+def test_model_output_cannot_run_script_or_follow_a_javascript_link(
+    page: Page, server: RunningServer, transport: str
+) -> None:
+    open_page(page, server)
+    ask(page, transport=transport, mock={"answer": HOSTILE})
+    assert wait_for_end(page)[0] == "done"
+    assert output_text(page) == HOSTILE
+
+    answer = f"{LAST_ANSWER} .markdown"
+    assert (
+        page.query_selector_all(f"{answer} img, {answer} script, {answer} iframe, {answer} [onerror]") == []
+    )
+    # Raw HTML is text, as the model wrote it.
+    assert "<img src=x onerror=\"window.pwned = 'img'\">" in answer_text(page)
+    assert "<script>window.pwned = 'script'</script>" in answer_text(page)
+    hrefs = page.eval_on_selector_all(f"{answer} a[href]", "(links) => links.map((a) => a.href)")
+    assert hrefs == ["https://example.com/docs"]
+    refused = page.eval_on_selector_all(
+        f"{answer} a:not([href])", "(links) => links.map((a) => [a.textContent, a.dataset.refused])"
+    )
+    assert refused == [
+        ["a trap", "javascript:window.pwned='link'"],
+        ["a picture", "javascript:window.pwned='image'"],
+    ]
+    page.click(f"{answer} a:not([href])")
+    assert page.evaluate("() => window.pwned") is None
+    assert page.url == f"{server.base_url}/"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_the_timeline_has_one_mark_per_delta_and_marks_the_first(
+    page: Page, server: RunningServer, log_capture: LogCapture, transport: str
+) -> None:
+    open_page(page, server)
+    ask(page, transport=transport, max_tokens=30, mock={"stall_ms": 300})
+    # While streaming, read in one go: as many ticks as deltas counted so far.
+    counts = page.wait_for_function(
+        f"""() => {{
+          const ticks = document.querySelectorAll("{LAST_ANSWER} .timeline .tick").length;
+          const deltas = Number(document.getElementById("deltas").textContent);
+          const streaming = document.getElementById("status").dataset.state === "streaming";
+          return ticks >= 5 && streaming && [ticks, deltas];
+        }}"""
+    ).json_value()
+    assert counts[0] == counts[1] < 30
+    assert wait_for_end(page)[0] == "done"
+    (end,) = log_capture.wait_for("stream_end", 1)
+
+    xs = page.eval_on_selector_all(
+        f"{LAST_ANSWER} .timeline .tick", "(ticks) => ticks.map((tick) => Number(tick.getAttribute('x1')))"
+    )
+    assert len(xs) == end["completion_tokens"] == int(text(page, "#deltas")) == 30
+    assert xs == sorted(xs)
+    assert xs[0] >= 300  # time since Send: the stall comes first
+    [ttft] = page.query_selector_all(f"{LAST_ANSWER} .timeline .ttft")
+    assert float(ttft.get_attribute("x1") or "nan") == xs[0]
+    view_box = (page.get_attribute(f"{LAST_ANSWER} .timeline svg", "viewBox") or "").split()
+    assert float(view_box[2]) >= xs[-1]  # every tick inside the chart
+    legend = text(page, f"{LAST_ANSWER} .timeline figcaption")
+    assert re.fullmatch(
+        r"30 deltas: first after \d+ ms \(time to first token, the first mark\), last after .+", legend
+    )
+    [turn] = [turn for turn in saved_turns(page) if turn["role"] == "assistant"]
+    assert [at for at, _ in turn["marks"]] == xs
+
+
+@pytest.mark.browser
+def test_eventsource_says_when_the_conversation_is_too_long_for_its_url(
+    page: Page, server: RunningServer
+) -> None:
+    open_page(page, server)
+    sent = record_requests(page)
+    ask(page, "x " * 4500, transport="eventsource")
+    state, status = wait_for_end(page)
+    assert state == "error"
+    assert status.startswith(
+        "The conversation is too long for EventSource, which can send it only in the URL ("
+    )
+    assert status.endswith("Use fetch, WebSocket or the AI SDK transport, or start a new conversation.")
+    assert stream_starts(sent) == []
 
 
 @pytest.mark.browser
