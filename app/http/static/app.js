@@ -104,10 +104,17 @@ function refreshControls() {
   ui.conversation.setAttribute("aria-busy", String(running));
 }
 
-// Follow the answer as it grows unless the user scrolled up to read; at most one layout per frame.
+// Follow the answer as it grows unless the user scrolled up to read; at most one layout per frame. Only a
+// scroll the user makes decides: the page's own, and the browser's (clamping when the text shrinks, keeping
+// an anchor in view), happen in between and say nothing about where the user wants to be.
 let followOutput = true;
 let scrollQueued = false;
+let userScrolledAt = -Infinity;
+for (const type of ["wheel", "touchmove", "keydown", "pointerdown"]) {
+  ui.conversation.addEventListener(type, () => (userScrolledAt = performance.now()), { passive: true });
+}
 ui.conversation.addEventListener("scroll", () => {
+  if (performance.now() - userScrolledAt > 1000) return;
   const log = ui.conversation;
   followOutput = log.scrollHeight - log.scrollTop - log.clientHeight < 24;
 });

@@ -20,12 +20,14 @@ def test_the_page_and_its_assets_are_served_with_a_strict_policy(client: TestCli
     assert "script-src 'self'" in policy
     assert "unsafe-inline" not in policy
     html = page.text
-    for hook in ('id="prompt"', 'id="send"', 'id="stop"', 'id="output"', 'id="transport"', 'id="status"'):
+    hooks = ('id="prompt"', 'id="send"', 'id="stop"', 'id="conversation"', 'id="new-conversation"')
+    for hook in (*hooks, 'id="transport"', 'id="status"'):
         assert hook in html
     assert "<script>" not in html  # no inline script
     assert "http://" not in html
     assert "https://" not in html  # no CDN: the page works offline
-    for name, media_type in (("app.js", "text/javascript"), ("style.css", "text/css")):
+    scripts = ("app.js", "conversation.js", "markdown.js", "timeline.js")
+    for name, media_type in (*((name, "text/javascript") for name in scripts), ("style.css", "text/css")):
         asset = client.get(f"/static/{name}")
         assert asset.status_code == 200
         assert asset.headers["content-type"] == f"{media_type}; charset=utf-8"
