@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Any, Final, Protocol, TypeVar
+from typing import Annotated, Any, Final, Protocol, TypeVar
 from urllib.parse import unquote_to_bytes
 
 import msgspec
@@ -26,7 +26,7 @@ from app.errors import (
     from_validation_error,
 )
 from app.http.disconnect import ClientGoneError
-from app.schemas import AssistantTurn, ChatCompletionRequest, Message, Messages, ToolResult, role_of, tag_of
+from app.schemas import AssistantTurn, ChatCompletionRequest, Message, ToolResult, role_of, tag_of
 from app.stream.services import Services
 from providers.protocol import (
     AudioPart,
@@ -62,7 +62,11 @@ class JsonDecoder(Protocol[T_co]):
 
 
 _mock_decoder = msgspec.json.Decoder(MockDirectives)
-_messages_decoder = msgspec.json.Decoder(Messages)
+# A conversation in a URL: fewer messages than a body may carry, so that one at the limit still fits in the
+# request head servers accept (uvicorn's is 16 KiB), and is refused by name rather than by the server.
+MAX_QUERY_MESSAGES: Final = 64
+QueryMessages = Annotated[list[Message], msgspec.Meta(min_length=1, max_length=MAX_QUERY_MESSAGES)]
+_messages_decoder = msgspec.json.Decoder(QueryMessages)
 
 
 async def decode_json_body(

@@ -51,6 +51,7 @@ const DEMO_TOOL = {
 // EventSource can only GET, so the conversation travels in the URL; servers and proxies refuse URLs past
 // about 8 KB (uvicorn's h11 at 16 KB for the whole request head), so the page says so before trying.
 const EVENTSOURCE_URL_LIMIT = 8000;
+const EVENTSOURCE_MESSAGE_LIMIT = 64; // what GET /v1/stream?messages= takes (MAX_QUERY_MESSAGES)
 
 const byId = (id) => document.getElementById(id);
 const ui = {
@@ -780,11 +781,13 @@ function viaEventSource(run) {
       return;
     }
     const url = eventSourceUrl(run);
-    if (url.href.length > EVENTSOURCE_URL_LIMIT) {
+    const messages = run.request.messages.length;
+    if (url.href.length > EVENTSOURCE_URL_LIMIT || messages > EVENTSOURCE_MESSAGE_LIMIT) {
       reject(
         new StreamFailed(
           `The conversation is too long for EventSource, which can send it only in the URL (${url.href.length} ` +
-            "characters). Use fetch, WebSocket or the AI SDK transport, or start a new conversation.",
+            `characters, ${messages} message${messages === 1 ? "" : "s"}). Use fetch, WebSocket or the AI SDK transport, or start a new ` +
+            "conversation.",
         ),
       );
       return;

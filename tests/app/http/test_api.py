@@ -20,6 +20,7 @@ from litestar.testing import TestClient
 
 from app import VERSION
 from app.factory import create_app
+from app.http.requests import MAX_QUERY_MESSAGES
 from app.settings import Secret, Settings
 from providers.mock import MockProvider
 from tests.app.conftest import AppFactory, LogCapture
@@ -189,8 +190,12 @@ def test_the_openapi_document_describes_bodies_queries_streams_and_errors(
         "resumable": False,
     }
     [conversation] = [p for p in get["parameters"] if p["name"] == "messages"]
-    assert conversation["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Messages"}
-    assert components["Messages"] == components["StreamRequest"]["properties"]["messages"]
+    query_messages = {"$ref": "#/components/schemas/QueryMessages"}
+    assert conversation["content"]["application/json"]["schema"] == query_messages
+    assert components["QueryMessages"] == {
+        **components["StreamRequest"]["properties"]["messages"],
+        "maxItems": MAX_QUERY_MESSAGES,
+    }
     events = get["responses"]["200"]["content"]["text/event-stream"]["schema"]
     assert events["properties"]["data"]["contentSchema"] == {"$ref": "#/components/schemas/StreamEvent"}
     assert {branch["$ref"].rsplit("/", 1)[1] for branch in components["StreamEvent"]["anyOf"]} == {

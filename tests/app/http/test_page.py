@@ -1203,7 +1203,9 @@ def test_eventsource_says_when_the_conversation_is_too_long_for_its_url(
     assert status.startswith(
         "The conversation is too long for EventSource, which can send it only in the URL ("
     )
-    assert status.endswith("Use fetch, WebSocket or the AI SDK transport, or start a new conversation.")
+    assert status.endswith(
+        " 1 message). Use fetch, WebSocket or the AI SDK transport, or start a new conversation."
+    )
     assert stream_starts(sent) == []
 
 

@@ -271,6 +271,7 @@ _QUERIES: list[tuple[str, dict[str, str], int, str | None]] = [
     ("messages is empty", {"messages": "[]"}, 400, "messages"),
     ("messages with a bad role", {"messages": '[{"role":"robot","content":"x"}]'}, 400, "messages[0].role"),
     ("messages without content", {"messages": '[{"role": "user"}]'}, 400, "messages[0].content"),
+    ("too many messages", {"messages": json.dumps([{"role": "user", "content": "x"}] * 65)}, 400, "messages"),
 ]
 
 
