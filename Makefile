@@ -84,6 +84,12 @@ smoke: $(STAMP)
 	@test -n "$(URL)" || { echo "make smoke: set URL=https://... (the deployment's base URL)" >&2; exit 2; }
 	@SMOKE_KEY="$(KEY)" SMOKE_GATEWAY_KEY="$(GATEWAY_KEY)" $(BIN)/python -m scripts.smoke "$(URL)"
 
+# The page's vendored JavaScript, again from npm at the versions app/http/static/vendor/vendor.json pins,
+# each tarball checked against its pinned sha512 (scripts/vendor.py; `--check` verifies offline).
+.PHONY: vendor
+vendor: $(STAMP)
+	$(BIN)/python -m scripts.vendor
+
 lint: $(STAMP)
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m ruff format --check .

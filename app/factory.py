@@ -18,7 +18,7 @@ from app.http.ai_sdk import resume_ui_chat, ui_chat
 from app.http.auth import ApiKeyGuard
 from app.http.disconnect import ClientGoneError
 from app.http.origins import OriginPolicy, cors_config
-from app.http.page import index, static_asset
+from app.http.page import index, static_asset, vendored_asset
 from app.http.responses_api import create_response
 from app.http.routes import (
     cancel_stream,
@@ -193,7 +193,7 @@ def create_app(
     api = Router(path="/", route_handlers=api_handlers, guards=[ApiKeyGuard(settings.api_keys)])
     return _Litestar(
         # The page is public; the WebSocket checks API keys itself (see app/http/ws.py for why not the guard).
-        route_handlers=[healthz, openapi_json, index, static_asset, stream_socket, api],
+        route_handlers=[healthz, openapi_json, index, static_asset, vendored_asset, stream_socket, api],
         state=State({"services": services, "origins": OriginPolicy(settings), "prometheus": prometheus}),
         lifespan=[lifespan],
         exception_handlers={

@@ -157,6 +157,11 @@ def compose_answer(request: ChatRequest, choice: int = 0) -> str:
     return "\n\n".join(paragraphs)
 
 
+def scripted_answer(request: ChatRequest) -> str | None:
+    """The answer the request's `mock.answer` directive asks for, if it asks for one."""
+    return request.mock.answer if request.mock is not None and request.mock.answer else None
+
+
 def answer_to_tool_results(request: ChatRequest) -> str:
     """The answer once the conversation ends with tool results: each result, quoted, by its function."""
     names = {call.id: call.function.name for m in request.messages for call in m.tool_calls}
@@ -255,7 +260,7 @@ class _Choice:
                 tokens = (
                     _fragments(structured)
                     if structured is not None
-                    else tokenize(compose_answer(request, index))
+                    else tokenize(scripted_answer(request) or compose_answer(request, index))
                 )
             text_tokens = tokens
             if request.stop:

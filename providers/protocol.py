@@ -187,6 +187,9 @@ class MockDirectives(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     stall_ms: NonNegativeMs | None = None
     # Load tests and benchmarks need streams of thousands of tokens that stay deterministic.
     repeat: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
+    # The text to answer with instead of the composed one (still split into the mock's tokens): a client
+    # test needs specific Markdown, or hostile text, to stream through it.
+    answer: str | None = None
 
 
 class TraceContext(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

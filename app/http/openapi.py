@@ -15,7 +15,7 @@ from typing import Any, Final, get_args
 import msgspec
 
 from app import VERSION
-from app.http.requests import OPENAI_UNTYPED_FIELDS, PARTS_BY_ROLE
+from app.http.requests import MAX_QUERY_MESSAGES, OPENAI_UNTYPED_FIELDS, PARTS_BY_ROLE
 from app.schemas import (
     CancelAccepted,
     ChatCompletion,
@@ -88,6 +88,11 @@ def openapi_document(settings: Settings, *, forwards_extra: bool = False) -> byt
     ):
         _cap(components[name]["properties"][field], settings.max_tokens_limit)
     _describe_what_the_decoder_cannot(components, forwards_extra=forwards_extra)
+    # For `GET /v1/stream?messages=`, which takes the body's conversation as JSON, fewer of them.
+    components["QueryMessages"] = {
+        **components["StreamRequest"]["properties"]["messages"],
+        "maxItems": MAX_QUERY_MESSAGES,
+    }
     secured = bool(settings.api_keys)
     document: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -510,9 +515,16 @@ def _stream_query(max_tokens_limit: int) -> list[dict[str, Any]]:
         {
             "name": "prompt",
             "in": "query",
-            "required": True,
-            "description": "The user's message",
+            "required": False,
+            "description": "The user's message; required unless `messages` is given",
             "schema": {"type": "string", "minLength": 1},
+        },
+        {
+            "name": "messages",
+            "in": "query",
+            "required": False,
+            "description": "A conversation instead of `prompt`: the `messages` of `POST /v1/stream`, as JSON",
+            "content": {"application/json": {"schema": _ref("QueryMessages")}},
         },
         {
             "name": "model",

@@ -59,7 +59,11 @@ def _load(name: str) -> Asset:
 
 
 _INDEX: Final = _load("index.html")
-_ASSETS: Final = {name: _load(name) for name in ("app.js", "style.css")}
+_ASSETS: Final = {
+    name: _load(name) for name in ("app.js", "conversation.js", "markdown.js", "timeline.js", "style.css")
+}
+# Third-party code, as npm published it (scripts/vendor.py fetches and checks it; vendor.json pins it).
+_VENDORED: Final = {name: _load(f"vendor/{name}") for name in ("smd.js",)}
 
 
 @get("/", include_in_schema=False)
@@ -72,4 +76,12 @@ async def static_asset(name: FromPath[str]) -> Response[bytes]:
     asset = _ASSETS.get(name)
     if asset is None:
         raise NotFoundException(f"no static file {name!r}")
+    return asset.response()
+
+
+@get("/static/vendor/{name:str}", include_in_schema=False)
+async def vendored_asset(name: FromPath[str]) -> Response[bytes]:
+    asset = _VENDORED.get(name)
+    if asset is None:
+        raise NotFoundException(f"no vendored file {name!r}")
     return asset.response()

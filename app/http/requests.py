@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Any, Final, Protocol, TypeVar
+from typing import Annotated, Any, Final, Protocol, TypeVar
 from urllib.parse import unquote_to_bytes
 
 import msgspec
@@ -22,6 +22,7 @@ from app.errors import (
     MODEL_NOT_FOUND,
     REQUEST_TIMEOUT,
     UNSUPPORTED_MEDIA_TYPE,
+    ApiError,
     from_validation_error,
 )
 from app.http.disconnect import ClientGoneError
@@ -61,6 +62,11 @@ class JsonDecoder(Protocol[T_co]):
 
 
 _mock_decoder = msgspec.json.Decoder(MockDirectives)
+# A conversation in a URL: fewer messages than a body may carry, so that one at the limit still fits in the
+# request head servers accept (uvicorn's is 16 KiB), and is refused by name rather than by the server.
+MAX_QUERY_MESSAGES: Final = 64
+QueryMessages = Annotated[list[Message], msgspec.Meta(min_length=1, max_length=MAX_QUERY_MESSAGES)]
+_messages_decoder = msgspec.json.Decoder(QueryMessages)
 
 
 async def decode_json_body(
@@ -168,6 +174,19 @@ def decode_mock_query(raw: str | None) -> MockDirectives | None:
         raise INVALID_REQUEST(
             f"invalid mock directives: {error.detail.message}", param=f"mock.{param}" if param else "mock"
         ) from None
+
+
+def decode_messages_query(raw: str) -> list[Message]:
+    """The `messages` query parameter of `GET /v1/stream`: a conversation, as the JSON body's `messages`.
+
+    EventSource can only GET, so a page that keeps a conversation sends its history this way.
+    """
+    try:
+        return decode_json(_messages_decoder, raw, "the query parameter 'messages'")
+    except ApiError as exc:
+        param = exc.detail.param or ""
+        where = f"messages{param}" if not param or param.startswith("[") else f"messages.{param}"
+        raise ApiError(exc.kind, exc.detail.message, param=where) from None
 
 
 def check_query_encoding(query_string: bytes) -> None:

@@ -21,6 +21,7 @@ from app.http.requests import (
     check_query_encoding,
     check_query_names,
     decode_json_body,
+    decode_messages_query,
     decode_mock_query,
     query_flag,
     query_int,
@@ -52,7 +53,7 @@ from providers.protocol import MockDirectives, Tool, ToolChoice
 _chat_decoder = msgspec.json.Decoder(ChatCompletionRequest)
 _stream_decoder = msgspec.json.Decoder(StreamRequest)
 # `GET /v1/stream`: what the query may hold (the page's EventSource sends no more).
-_STREAM_QUERY = frozenset({"prompt", "model", "max_tokens", "mock", "resumable"})
+_STREAM_QUERY = frozenset({"prompt", "messages", "model", "max_tokens", "mock", "resumable"})
 _EVENTS_QUERY = frozenset({"last_event_id"})
 
 
@@ -158,14 +159,22 @@ async def _stream_from_query(request: Request[Any, Any, Any], state: State) -> R
     params = request.query_params
     check_query_names(params.keys(), _STREAM_QUERY)
     prompt = params.get("prompt")
-    if not prompt:
+    conversation = params.get("messages")
+    if conversation is not None:
+        # A conversation's history (the page's EventSource): the messages, or the prompt, never both.
+        if prompt is not None:
+            raise INVALID_REQUEST("give either 'prompt' or 'messages', not both", param="prompt")
+        messages = decode_messages_query(conversation)
+    elif not prompt:
         raise INVALID_REQUEST(
-            "the query parameter 'prompt' is required and must not be empty", param="prompt"
+            "the query parameter 'prompt' (or 'messages') is required and must not be empty", param="prompt"
         )
+    else:
+        messages = [UserMessage(content=prompt)]
     return await _native_response(
         services_of(state),
         request,
-        [UserMessage(content=prompt)],
+        messages,
         params.get("model") or None,
         query_int(params, "max_tokens"),
         decode_mock_query(params.get("mock")),

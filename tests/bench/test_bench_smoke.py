@@ -11,6 +11,7 @@ import re
 import pytest
 
 from bench.report import HEADER
+from tests.support.browser import MISSING, find_chromium, in_ci
 
 EXPECTED_ROWS = {
     "overhead": [
@@ -43,4 +44,22 @@ def test_a_smoke_run_prints_the_table(name: str, capsys: pytest.CaptureFixture[s
     printed = capsys.readouterr().out
     assert re.search(r"\s*\|\s*".join(re.escape(column) for column in HEADER), printed), printed
     for row in EXPECTED_ROWS[name]:
+        assert f"| {row}" in printed, f"{row!r} missing from:\n{printed}"
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(180)
+def test_the_page_render_benchmark_runs_in_chromium(capsys: pytest.CaptureFixture[str]) -> None:
+    if find_chromium() is None:
+        if in_ci():
+            pytest.fail(f"CI must run the browser benchmarks: {MISSING}")
+        pytest.skip(MISSING)
+    from bench import page_render
+
+    assert page_render.main(["--smoke"]) == 0
+
+    printed = capsys.readouterr().out
+    # Both renderers were handed every delta of the answer.
+    assert re.search(r"\| deltas rendered\s*\| 200\s*\| 200\s*\|", printed), printed
+    for row in ("longest main-thread task (trace)", "main thread busy (sum of tasks)"):
         assert f"| {row}" in printed, f"{row!r} missing from:\n{printed}"

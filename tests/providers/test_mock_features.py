@@ -19,6 +19,7 @@ from providers.protocol import (
     JsonObjectFormat,
     JsonSchemaFormat,
     JsonSchemaSpec,
+    MockDirectives,
     NamedFunction,
     NamedToolChoice,
     StreamItem,
@@ -192,3 +193,18 @@ def test_max_tokens_applies_to_each_choice() -> None:
     for choice in (0, 1):
         assert sum(1 for i in items if isinstance(i, TextDelta) and i.choice == choice) == 4
     assert {item.reason for item in items if isinstance(item, Finish)} == {"length"}
+
+
+def test_an_answer_directive_streams_that_text_in_the_mocks_tokens_and_repeats_it() -> None:
+    answer = "- one\n- <img src=x onerror=alert(1)>\n\n```js\nlet a = 1\n"
+    items = _stream(ChatRequest(model="mock", messages=ASK, mock=MockDirectives(answer=answer, repeat=2)))
+
+    deltas = [item.text for item in items if isinstance(item, TextDelta)]
+    assert deltas == [*tokenize(answer), "\n\n", *tokenize(answer)]
+    assert "".join(deltas) == f"{answer}\n\n{answer}"
+    assert isinstance(items[-1], Finish)
+    assert items[-1].usage is not None
+    assert items[-1].usage.completion_tokens == len(deltas)
+    # With tools it still calls one: the directive replaces the composed text only.
+    called = _stream(ChatRequest(model="mock", messages=ASK, tools=(CLOCK,), mock=MockDirectives(answer="x")))
+    assert _calls(called)[0]["name"] == "clock"

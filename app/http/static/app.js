@@ -1,5 +1,11 @@
-// tokenrelay's browser client: four transports feeding one renderer that appends each token to a single
-// text node. No dependencies, no build step; loaded as a module, so it runs in strict mode after parsing.
+// tokenrelay's browser client: a conversation kept in the browser, four transports that send it with each
+// prompt, and an answer rendered as Markdown while it streams (markdown.js, over the vendored
+// streaming-markdown), with a timeline of its deltas (timeline.js). No build step; loaded as a module, so it
+// runs in strict mode after parsing.
+
+import { Conversation, newId } from "./conversation.js";
+import { MarkdownView, handleCopyButtons } from "./markdown.js";
+import { Timeline } from "./timeline.js";
 
 // After a dropped connection: two more attempts, after these pauses. fetch, EventSource and the AI SDK
 // transport start resumable streams and reconnect to the same one, from the last event they rendered
@@ -42,6 +48,11 @@ const DEMO_TOOL = {
   },
 };
 
+// EventSource can only GET, so the conversation travels in the URL; servers and proxies refuse URLs past
+// about 8 KB (uvicorn's h11 at 16 KB for the whole request head), so the page says so before trying.
+const EVENTSOURCE_URL_LIMIT = 8000;
+const EVENTSOURCE_MESSAGE_LIMIT = 64; // what GET /v1/stream?messages= takes (MAX_QUERY_MESSAGES)
+
 const byId = (id) => document.getElementById(id);
 const ui = {
   form: byId("chat"),
@@ -55,14 +66,24 @@ const ui = {
   maxTokens: byId("max-tokens"),
   mock: byId("mock"),
   demoTool: byId("demo-tool"),
-  output: byId("output"),
-  toolCalls: byId("tool-calls"),
+  newConversation: byId("new-conversation"),
+  conversation: byId("conversation"),
   status: byId("status"),
   summary: byId("summary"),
   ttft: byId("ttft"),
-  tokens: byId("tokens"),
+  deltas: byId("deltas"),
   rate: byId("rate"),
 };
+
+const conversation = Conversation.restore(browserStorage());
+
+function browserStorage() {
+  try {
+    return window.localStorage;
+  } catch {
+    return null; // storage disabled: the conversation lasts as long as the page
+  }
+}
 
 /** The connection broke before the answer was complete: worth another attempt. */
 class ConnectionLost extends Error {}
@@ -81,7 +102,111 @@ function showStatus(state, text) {
 function refreshControls() {
   const running = current !== null && !current.ended;
   ui.stop.disabled = !running;
-  ui.output.setAttribute("aria-busy", String(running));
+  ui.conversation.setAttribute("aria-busy", String(running));
+}
+
+// Follow the answer as it grows unless the user scrolled up to read; at most one layout per frame. Only a
+// scroll the user makes decides: the page's own, and the browser's (clamping when the text shrinks, keeping
+// an anchor in view), happen in between and say nothing about where the user wants to be.
+let followOutput = true;
+let scrollQueued = false;
+let userScrolledAt = -Infinity;
+for (const type of ["wheel", "touchmove", "keydown", "pointerdown"]) {
+  ui.conversation.addEventListener(type, () => (userScrolledAt = performance.now()), { passive: true });
+}
+ui.conversation.addEventListener("scroll", () => {
+  if (performance.now() - userScrolledAt > 1000) return;
+  const log = ui.conversation;
+  followOutput = log.scrollHeight - log.scrollTop - log.clientHeight < 24;
+});
+
+function scrollSoon(force = false) {
+  if (force) followOutput = true;
+  if (scrollQueued) return;
+  scrollQueued = true;
+  requestAnimationFrame(() => {
+    scrollQueued = false;
+    if (followOutput) ui.conversation.scrollTop = ui.conversation.scrollHeight;
+  });
+}
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+/** A user's turn: its text as typed, never parsed. */
+function showUserTurn(turn) {
+  const article = element("article", "turn user");
+  article.dataset.turnId = turn.id;
+  article.append(element("p", "who", "You"), element("p", "text", turn.text));
+  ui.conversation.append(article);
+}
+
+/** An assistant's turn: the Markdown of its answer, its tool calls, its timeline and how it ended. */
+class AssistantView {
+  constructor(turn) {
+    this.article = element("article", "turn assistant");
+    this.article.dataset.turnId = turn.id;
+    this.body = element("div", "markdown");
+    this.calls = element("div", "tool-calls");
+    this.calls.hidden = true;
+    this.note = element("p", "turn-note");
+    this.note.hidden = true;
+    this.article.append(element("p", "who", "Assistant"), this.body, this.calls);
+    this.timeline = new Timeline(this.article);
+    this.article.append(this.note);
+    this.markdown = new MarkdownView(this.body);
+    this.callArguments = new Map(); // tool call index -> the text node its arguments are appended to
+    this.setState(turn.state, turn.note);
+    ui.conversation.append(this.article);
+  }
+
+  /** A turn saved by an earlier visit, drawn whole. */
+  static restore(turn) {
+    const view = new AssistantView(turn);
+    view.markdown.write(turn.text);
+    view.markdown.end();
+    for (const call of turn.calls ?? []) view.toolCall(call);
+    for (const [at, kind] of turn.marks ?? []) view.timeline.mark(at, kind);
+    view.timeline.describe();
+    return view;
+  }
+
+  setState(state, note) {
+    this.article.dataset.state = state;
+    this.note.textContent = note ?? "";
+    this.note.hidden = !note;
+  }
+
+  /** A piece of a tool call: its first piece names the function, every piece extends the arguments. */
+  toolCall(data) {
+    let args = this.callArguments.get(data.index);
+    if (args === undefined) {
+      const block = element("details", "tool-call");
+      const summary = element("summary", "", "Tool call ");
+      summary.append(element("code", "tool-name", data.name ?? "tool"));
+      const code = element("code", "tool-arguments");
+      args = document.createTextNode("");
+      code.append(args);
+      const pre = element("pre");
+      pre.append(code);
+      block.append(summary, pre);
+      if (data.call_id) block.dataset.callId = data.call_id;
+      this.calls.append(block);
+      this.calls.hidden = false;
+      this.callArguments.set(data.index, args);
+    }
+    args.appendData(data.arguments);
+  }
+
+  clearToolCalls() {
+    this.callArguments.clear();
+    this.calls.replaceChildren();
+    this.calls.hidden = true;
+  }
 }
 
 function formatMs(ms) {
@@ -100,10 +225,13 @@ function authHeaders(apiKey) {
 
 /** One prompt and its answer, across reconnect attempts, until done, error or stop. */
 class Run {
-  constructor(request, transport, apiKey) {
+  constructor(request, transport, apiKey, turn, view) {
     this.request = request; // the body of POST /v1/stream: {messages, model?, max_tokens?, mock?}
     this.transport = transport;
     this.apiKey = apiKey;
+    this.turn = turn; // the assistant turn this run fills, as the conversation saves it
+    this.view = view; // and as the page shows it
+    this.chatId = conversation.id; // /api/chat's conversation id
     this.controller = new AbortController();
     this.ended = false;
     this.resumable = transport !== "websocket"; // the WebSocket protocol has no resume
@@ -120,11 +248,9 @@ class Run {
     this.attemptFirstAt = null;
     this.lastTokenAt = null;
     this.tokens = 0; // deltas of the stream shown (of the current attempt, when regenerating)
-    this.shown = ""; // the text in #output
+    this.shown = ""; // the Markdown source of the answer shown
     this.received = ""; // the text of the current attempt
     this.replaying = false; // a regeneration is re-receiving text that is already shown
-    this.node = document.createTextNode("");
-    this.calls = new Map(); // tool call index -> the text node its arguments are appended to
     this.timer = null;
   }
 
@@ -137,13 +263,14 @@ class Run {
   }
 
   async start() {
-    ui.output.replaceChildren(this.node);
-    this.clearToolCalls();
     ui.summary.textContent = "";
     this.renderStats();
     refreshControls();
     this.status("connecting", `Connecting with ${TRANSPORT_LABELS[this.transport]}…`);
-    this.timer = setInterval(() => this.renderStats(), 100); // TTFT counts up until the first token
+    this.timer = setInterval(() => {
+      this.renderStats(); // TTFT counts up until the first token
+      this.view.timeline.describe();
+    }, 100);
     try {
       await this.attempts();
     } finally {
@@ -179,9 +306,10 @@ class Run {
           this.fail(`Connection lost: ${error.message}. Gave up after ${this.attempt} retries; press Send to try again.`);
           return;
         }
+        conversation.save(); // the answer so far, kept at once: the retry may never come
         const delay = RETRY_DELAYS_MS[this.attempt];
         this.attempt += 1;
-        const lost = `Connection lost after ${this.tokens} tokens (${error.message}).`;
+        const lost = `Connection lost after ${this.tokens} deltas (${error.message}).`;
         const when = `in ${delay / 1000} s (attempt ${this.attempt} of ${RETRY_DELAYS_MS.length})`;
         this.status(
           "retrying",
@@ -225,7 +353,7 @@ class Run {
   resumed() {
     this.status(
       "streaming",
-      `Reconnected: resuming the same answer after event ${this.lastEventId} (${this.tokens} tokens kept)…`,
+      `Reconnected: resuming the same answer after event ${this.lastEventId} (${this.tokens} deltas kept)…`,
     );
   }
 
@@ -250,7 +378,7 @@ class Run {
     } else if (type === "done") {
       this.done(data);
     } else if (type === "error") {
-      const where = this.tokens > 0 || this.shown ? `The stream failed after ${this.tokens} tokens` : "Error";
+      const where = this.tokens > 0 || this.shown ? `The stream failed after ${this.tokens} deltas` : "Error";
       this.fail(`${where}: ${describeError(data.error)}`);
     } else if (type === "resume") {
       this.handedOver = true;
@@ -258,55 +386,46 @@ class Run {
   }
 
   delta(text) {
-    this.counted();
+    this.counted("text");
     if (this.replaying) this.replay(text);
     else this.append(text);
     this.renderStats();
   }
 
-  counted() {
+  /** One delta received: counted, and marked on the timeline at its arrival. */
+  counted(kind) {
     const now = performance.now();
     this.firstTokenAt ??= now;
     this.attemptFirstAt ??= now;
     this.lastTokenAt = now;
     this.tokens += 1;
+    const at = Math.round((now - this.sentAt) * 10) / 10;
+    this.turn.marks.push([at, kind]);
+    this.view.timeline.mark(at, kind);
   }
 
-  /** A piece of a tool call: its first piece names the function, every piece extends the arguments. */
   toolCall(data) {
-    this.counted();
-    let args = this.calls.get(data.index);
-    if (args === undefined) {
-      const item = document.createElement("li");
-      const name = document.createElement("code");
-      name.className = "tool-name";
-      name.textContent = data.name ?? "tool";
-      const code = document.createElement("code");
-      code.className = "tool-arguments";
-      args = document.createTextNode("");
-      code.append(args);
-      item.append(name, document.createTextNode("("), code, document.createTextNode(")"));
-      if (data.call_id) item.dataset.callId = data.call_id;
-      ui.toolCalls.append(item);
-      ui.toolCalls.hidden = false;
-      this.calls.set(data.index, args);
-    }
-    args.appendData(data.arguments);
+    this.counted("call");
+    const calls = this.turn.calls;
+    const saved = calls.find((call) => call.index === data.index);
+    if (saved) saved.arguments += data.arguments;
+    else calls.push({ index: data.index, name: data.name ?? "tool", call_id: data.call_id, arguments: data.arguments });
+    this.view.toolCall(data);
+    conversation.saveSoon();
     this.renderStats();
   }
 
   clearToolCalls() {
-    this.calls.clear();
-    ui.toolCalls.replaceChildren();
-    ui.toolCalls.hidden = true;
+    this.turn.calls = [];
+    this.view.clearToolCalls();
   }
 
   append(text) {
-    const output = ui.output;
-    const atBottom = output.scrollHeight - output.scrollTop - output.clientHeight < 24;
-    this.node.appendData(text);
+    this.view.markdown.write(text);
     this.shown += text;
-    if (atBottom) output.scrollTop = output.scrollHeight;
+    this.turn.text = this.shown;
+    conversation.saveSoon();
+    scrollSoon();
   }
 
   /** During a retry: skip what is already shown while the new answer matches it, then carry on appending. */
@@ -332,47 +451,76 @@ class Run {
 
   diverged() {
     this.replaying = false;
-    this.node.data = this.received;
+    this.view.markdown.reset(this.received);
     this.shown = this.received;
+    this.turn.text = this.shown;
     this.status("streaming", "Reconnected, but the regenerated answer differs from the interrupted one; showing the new one.");
   }
 
   done(data) {
     if (this.replaying && this.received !== this.shown) this.diverged();
-    this.end();
     const usage = data.usage;
-    const count = usage ? usage.completion_tokens : this.tokens;
+    // Tokens as the server counted them when it says; otherwise what the page can count: deltas.
+    const count = usage ? `${usage.completion_tokens} tokens` : `${this.tokens} deltas`;
     const cut = data.outcome === "max_tokens" ? " (cut short by the token limit)" : "";
     const retried = this.reconnects ? ` after ${this.reconnects} reconnect${this.reconnects > 1 ? "s" : ""}` : "";
     const called = data.finish_reason === "tool_calls" ? " The model called a tool (the page does not run it)." : "";
-    showStatus("done", `Done: ${count} tokens in ${formatMs(data.timings.duration_ms)}${retried}${cut}.${called}`);
-    const parts = [`finish_reason: ${data.finish_reason}`];
+    const parts = [`finish_reason: ${data.finish_reason}`, `${this.tokens} deltas received`];
     if (data.timings.ttft_ms !== null) parts.push(`server time to first token: ${formatMs(data.timings.ttft_ms)}`);
     parts.push(`server duration: ${formatMs(data.timings.duration_ms)}`);
     if (usage) parts.push(`usage: ${usage.prompt_tokens} prompt + ${usage.completion_tokens} completion tokens`);
-    ui.summary.textContent = parts.join(" · ");
+    this.turn.summary = parts.join(" · ");
+    this.end("done", cut ? "Cut short by the token limit." : "");
+    showStatus("done", `Done: ${count} in ${formatMs(data.timings.duration_ms)}${retried}${cut}.${called}`);
+    ui.summary.textContent = this.turn.summary;
   }
 
   fail(message) {
-    this.end();
+    this.turn.summary = this.clientSummary("failed");
+    this.end("error", message);
     showStatus("error", message);
+    ui.summary.textContent = this.turn.summary;
   }
 
-  /** The Stop button, Escape, or a new prompt replacing this one. */
+  /** The Stop button, Escape, a new prompt replacing this one, or the page going away. */
   stop(reason) {
     if (this.ended) return;
     // The cancel endpoint first: on Lambda a closed connection is never reported to the function.
     if (this.streamId && this.transport !== "websocket") requestCancel(this.streamId, this.apiKey);
     this.controller.abort(); // the WebSocket transport sends its `cancel` message on abort
-    this.end();
-    if (reason === "stop") showStatus("stopped", `Stopped after ${this.tokens} tokens.`);
+    const note = {
+      stop: `Stopped after ${this.tokens} deltas.`,
+      superseded: `Stopped after ${this.tokens} deltas: a new prompt replaced it.`,
+      left: `Stopped after ${this.tokens} deltas: the page was closed or reloaded.`,
+    }[reason] ?? `Stopped after ${this.tokens} deltas.`;
+    this.turn.summary = this.clientSummary("stopped");
+    this.end("stopped", note);
+    if (reason === "stop") {
+      showStatus("stopped", note);
+      ui.summary.textContent = this.turn.summary;
+    }
   }
 
-  end() {
+  /** What the page measured itself, for an answer that ended without the server's `done`. */
+  clientSummary(outcome) {
+    const parts = [outcome, `${this.tokens} deltas received`];
+    if (this.firstTokenAt !== null) parts.push(`time to first delta: ${formatMs(this.firstTokenAt - this.sentAt)}`);
+    parts.push(`${formatMs(performance.now() - this.sentAt)} since Send`);
+    return parts.join(" · ");
+  }
+
+  end(state, note = "") {
     this.ended = true;
     clearInterval(this.timer);
+    this.view.markdown.end(); // an unterminated fence or list is closed here, not left open
+    this.view.timeline.describe();
+    this.turn.state = state;
+    this.turn.note = note;
+    this.view.setState(state, note);
+    conversation.save();
     this.renderStats();
     refreshControls();
+    scrollSoon();
   }
 
   status(state, text) {
@@ -386,9 +534,9 @@ class Run {
     } else {
       ui.ttft.textContent = this.ended ? "–" : `${((performance.now() - this.sentAt) / 1000).toFixed(1)} s…`;
     }
-    ui.tokens.textContent = String(this.tokens);
+    ui.deltas.textContent = String(this.tokens);
     const span = this.lastTokenAt !== null && this.attemptFirstAt !== null ? this.lastTokenAt - this.attemptFirstAt : 0;
-    ui.rate.textContent = this.tokens > 1 && span > 0 ? `${((this.tokens - 1) / (span / 1000)).toFixed(1)} tokens/s` : "–";
+    ui.rate.textContent = this.tokens > 1 && span > 0 ? `${((this.tokens - 1) / (span / 1000)).toFixed(1)} deltas/s` : "–";
   }
 }
 
@@ -545,11 +693,15 @@ function viaAiSdk(run) {
   // The same framing on resume: the chunk reader carries on where the dropped connection left it.
   if (run.mode === "resume") return resumeEventStream(run, onEvent);
   const { messages, ...options } = run.request;
-  promptSeq += 1;
+  // The whole conversation every turn, as `useChat` sends it; ids are the conversation's and the position's.
   const body = {
-    id: "page",
+    id: run.chatId,
     trigger: "submit-message",
-    messages: [{ id: `prompt-${promptSeq}`, role: "user", parts: [{ type: "text", text: messages.at(-1).content }] }],
+    messages: messages.map((message, index) => ({
+      id: `${run.chatId}-${index}`,
+      role: message.role,
+      parts: [{ type: "text", text: message.content }],
+    })),
     ...options,
   };
   // /api/chat streams are resumable unless the body says otherwise.
@@ -628,7 +780,19 @@ function viaEventSource(run) {
       resolve();
       return;
     }
-    const source = new EventSource(eventSourceUrl(run));
+    const url = eventSourceUrl(run);
+    const messages = run.request.messages.length;
+    if (url.href.length > EVENTSOURCE_URL_LIMIT || messages > EVENTSOURCE_MESSAGE_LIMIT) {
+      reject(
+        new StreamFailed(
+          `The conversation is too long for EventSource, which can send it only in the URL (${url.href.length} ` +
+            `characters, ${messages} message${messages === 1 ? "" : "s"}). Use fetch, WebSocket or the AI SDK transport, or start a new ` +
+            "conversation.",
+        ),
+      );
+      return;
+    }
+    const source = new EventSource(url);
     let opened = false;
     const settle = (outcome) => {
       source.close();
@@ -682,7 +846,9 @@ function eventSourceUrl(run) {
   }
   const url = new URL("/v1/stream", window.location.href);
   const { messages, model, max_tokens: maxTokens, mock } = run.request;
-  url.searchParams.set("prompt", messages[messages.length - 1].content);
+  // A first prompt as `prompt`; a conversation as `messages`, the JSON a POST would carry.
+  if (messages.length === 1) url.searchParams.set("prompt", messages[0].content);
+  else url.searchParams.set("messages", JSON.stringify(messages));
   if (model) url.searchParams.set("model", model);
   if (maxTokens) url.searchParams.set("max_tokens", String(maxTokens));
   if (mock) url.searchParams.set("mock", JSON.stringify(mock));
@@ -812,8 +978,9 @@ async function viaWebSocket(run) {
 
 const TRANSPORTS = { fetch: viaFetch, eventsource: viaEventSource, websocket: viaWebSocket, "ai-sdk": viaAiSdk };
 
-function buildRequest(text) {
-  const request = { messages: [{ role: "user", content: text }] };
+/** The request's options from the form; its `messages` are added once the prompt is taken. */
+function buildRequest() {
+  const request = {};
   const model = ui.model.value.trim();
   if (model) request.model = model;
   const maxTokens = ui.maxTokens.value.trim();
@@ -852,15 +1019,56 @@ function submit() {
   }
   let request;
   try {
-    request = buildRequest(text);
+    request = buildRequest();
   } catch (error) {
     if (!current || current.ended) showStatus("error", error.message);
     return;
   }
-  current?.stop("superseded");
-  const run = new Run(request, ui.transport.value, ui.apiKey.value.trim());
+  current?.stop("superseded"); // first, so that its partial answer is part of the history sent
+  request = { messages: [...conversation.history(), { role: "user", content: text }], ...request };
+  const user = conversation.add({ id: newId("user"), role: "user", text });
+  showUserTurn(user);
+  const turn = { id: newId("assistant"), role: "assistant", text: "", state: "streaming", note: "" };
+  Object.assign(turn, { calls: [], marks: [], summary: "" });
+  conversation.add(turn);
+  const view = new AssistantView(turn);
+  scrollSoon(true);
+  ui.prompt.value = "";
+  const run = new Run(request, ui.transport.value, ui.apiKey.value.trim(), turn, view);
   current = run;
   run.start();
+}
+
+/** Forget the conversation, here and in the browser's storage. */
+function startNewConversation() {
+  current?.stop("superseded");
+  current = null;
+  conversation.clear();
+  ui.conversation.replaceChildren();
+  ui.summary.textContent = "";
+  ui.ttft.textContent = "–";
+  ui.deltas.textContent = "0";
+  ui.rate.textContent = "–";
+  showStatus("idle", "Ready: a new conversation.");
+  refreshControls();
+  ui.prompt.focus();
+}
+
+/** The conversation an earlier visit saved, drawn as it was left. */
+function showSavedConversation() {
+  let last = null;
+  for (const turn of conversation.turns) {
+    if (turn.role === "user") {
+      showUserTurn(turn);
+    } else {
+      AssistantView.restore(turn);
+      last = turn;
+    }
+  }
+  if (!conversation.turns.length) return;
+  ui.summary.textContent = last?.summary ?? "";
+  showStatus("idle", `Ready. The conversation saved in this browser is back (${conversation.turns.length} turns).`);
+  scrollSoon(true);
 }
 
 function updateTransportNote() {
@@ -891,6 +1099,11 @@ document.addEventListener("keydown", (event) => {
   if (event.key === "Escape" && current && !current.ended) current.stop("stop");
 });
 ui.stop.addEventListener("click", () => current?.stop("stop"));
+ui.newConversation.addEventListener("click", startNewConversation);
+// A reload or a closed tab: stop the answer (the server cancels it) and keep it as far as it got.
+window.addEventListener("pagehide", () => current?.stop("left"));
+handleCopyButtons(ui.conversation);
+showSavedConversation();
 ui.transport.addEventListener("change", updateTransportNote);
 ui.apiKey.addEventListener("input", updateTransportNote);
 updateTransportNote();

@@ -20,6 +20,7 @@ from litestar.testing import TestClient
 
 from app import VERSION
 from app.factory import create_app
+from app.http.requests import MAX_QUERY_MESSAGES
 from app.settings import Secret, Settings
 from providers.mock import MockProvider
 from tests.app.conftest import AppFactory, LogCapture
@@ -181,11 +182,19 @@ def test_the_openapi_document_describes_bodies_queries_streams_and_errors(
 
     get = paths["/v1/stream"]["get"]
     assert {p["name"]: p["required"] for p in get["parameters"]} == {
-        "prompt": True,
+        "prompt": False,  # or `messages`: one of them, never both
+        "messages": False,
         "model": False,
         "max_tokens": False,
         "mock": False,
         "resumable": False,
+    }
+    [conversation] = [p for p in get["parameters"] if p["name"] == "messages"]
+    query_messages = {"$ref": "#/components/schemas/QueryMessages"}
+    assert conversation["content"]["application/json"]["schema"] == query_messages
+    assert components["QueryMessages"] == {
+        **components["StreamRequest"]["properties"]["messages"],
+        "maxItems": MAX_QUERY_MESSAGES,
     }
     events = get["responses"]["200"]["content"]["text/event-stream"]["schema"]
     assert events["properties"]["data"]["contentSchema"] == {"$ref": "#/components/schemas/StreamEvent"}

@@ -27,7 +27,8 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from app.settings import Secret, Settings
 from app.stream.limits import Deadline, with_deadline
-from providers.mock import MockProvider
+from providers.mock import MockProvider, compose_answer, tokenize
+from providers.protocol import ChatMessage, ChatRequest
 from tests.app.conftest import AppFactory, LogCapture, ServeFactory
 from tests.app.helpers import expected_tokens
 from tests.support.browser import MISSING, find_chromium, in_ci
@@ -51,23 +52,47 @@ DIALECTS = {"fetch": "stream", "eventsource": "stream", "websocket": "ws", "ai-s
 PROMPT = "Explain server-sent events"
 FIRST_RETRY_MS = 500  # the page's pause before its first reconnect (RETRY_DELAYS_MS in app.js)
 
-# Installed on the page before a prompt is sent: records every state of #output and #status as it changes.
-OBSERVE = """() => {
-  const output = document.getElementById("output");
+# The rendered text of the last answer, without its code blocks' captions (a language label is set once the
+# fence's first line is complete, and "Copy" is no part of the answer).
+ANSWER_TEXT = """() => {
+  const answers = document.querySelectorAll("#conversation .turn.assistant .markdown");
+  const last = answers[answers.length - 1];
+  if (!last) return "";
+  const copy = last.cloneNode(true);
+  for (const caption of copy.querySelectorAll("figcaption")) caption.remove();
+  return copy.textContent;
+}"""
+# Installed on the page before a prompt is sent: records every length of the rendered answer, every node
+# removed from an answer (a re-render would remove them) and every state of #status as it changes.
+OBSERVE = (
+    """() => {
+  const log = document.getElementById("conversation");
   const status = document.getElementById("status");
+  const answerText = """
+    + ANSWER_TEXT
+    + """;
   window.__lengths = [];
-  window.__nodes = new Set();
+  window.__removed = [];
   window.__statuses = [];
-  new MutationObserver(() => {
-    window.__lengths.push(output.textContent.length);
-    for (const node of output.childNodes) window.__nodes.add(node);
-  }).observe(output, { childList: true, characterData: true, subtree: true });
+  new MutationObserver((records) => {
+    for (const record of records) {
+      const target = record.target instanceof Element ? record.target : record.target.parentElement;
+      if (!target?.closest(".markdown") || target.closest("figcaption")) continue;
+      for (const node of record.removedNodes) window.__removed.push(node.nodeName);
+    }
+    window.__lengths.push(answerText().length);
+  }).observe(log, { childList: true, characterData: true, subtree: true });
   new MutationObserver(() => {
     window.__statuses.push([status.dataset.state, status.textContent]);
   }).observe(status, { childList: true, characterData: true, subtree: true, attributes: true });
 }"""
+)
 ENDED = "() => ['done', 'error', 'stopped'].includes(document.getElementById('status').dataset.state)"
-OUTPUT_LONGER_THAN = "(n) => document.getElementById('output').textContent.length > n"
+OUTPUT_LONGER_THAN = "(n) => (" + ANSWER_TEXT + ")().length > n"
+# The conversation as the page saved it in localStorage (conversation.js).
+SAVED = "() => JSON.parse(localStorage.getItem('tokenrelay.conversation.v1') || 'null')"
+LAST_ANSWER = "#conversation .turn.assistant:last-child"
+NO_NODE_REMOVED = "() => window.__removed.length === 0"
 
 
 @pytest.fixture
@@ -169,7 +194,28 @@ def text(page: Page, selector: str) -> str:
 
 
 def output_text(page: Page) -> str:
-    return text(page, "#output")
+    """The Markdown source of the last answer, as the page saved it: what it received, byte for byte."""
+    answers = [turn for turn in saved_turns(page) if turn["role"] == "assistant"]
+    return str(answers[-1]["text"]) if answers else ""
+
+
+def saved_turns(page: Page) -> list[dict[str, Any]]:
+    saved = page.evaluate(SAVED)
+    return list(saved["turns"]) if saved else []
+
+
+def answer_text(page: Page) -> str:
+    """The last answer as rendered (its text content, code captions left out)."""
+    return str(page.evaluate(ANSWER_TEXT))
+
+
+Turn = tuple[str, str]  # (role, text), as a conversation is compared here
+
+
+def expected_answer(turns: list[Turn], *, model: str = "mock") -> list[str]:
+    """The mock's deltas for a conversation of (role, text) turns."""
+    messages = tuple(ChatMessage(role=role, content=content) for role, content in turns)  # type: ignore[arg-type]
+    return tokenize(compose_answer(ChatRequest(model=model, messages=messages)))
 
 
 def statuses(page: Page) -> list[tuple[str, str]]:
@@ -187,31 +233,32 @@ def test_each_transport_renders_the_answer_token_by_token(
 
     page.wait_for_function(
         "() => document.getElementById('status').dataset.state === 'streaming'"
-        " && document.getElementById('output').textContent.length > 0"
+        " && (" + OUTPUT_LONGER_THAN + ")(0)"
     )
-    partial = output_text(page)
+    partial = answer_text(page)
     assert partial
-    assert len(partial) < len(expected)
-    assert expected.startswith(partial)
+    assert page.get_attribute("#conversation", "aria-busy") == "true"
 
     state, status = wait_for_end(page)
     assert state == "done", status
     assert status.startswith("Done: 40 tokens in ")
     assert status.endswith("(cut short by the token limit).")
     assert output_text(page) == expected
+    final = answer_text(page)
+    assert len(partial) < len(final)
+    assert final.startswith(partial)
+    assert page.get_attribute(LAST_ANSWER, "data-state") == "done"
+    assert page.query_selector_all(f"{LAST_ANSWER} .markdown > p")  # rendered, not shown raw
     lengths: list[int] = page.evaluate("() => window.__lengths")
     assert len(set(lengths)) >= 10, lengths  # many intermediate states, not one final render
     assert lengths == sorted(lengths)  # only ever growing
-    # Appended to one text node, never re-rendered: the node that took the first token holds the whole answer.
-    assert page.evaluate(
-        "() => window.__nodes.size === 1"
-        " && [...window.__nodes][0] === document.getElementById('output').firstChild"
-    )
+    # Appended to, never re-rendered: no node of the answer was ever taken out to be drawn again.
+    assert page.evaluate(NO_NODE_REMOVED)
     assert text(page, "#ttft").endswith(" ms")
-    assert text(page, "#tokens") == "40"
-    assert text(page, "#rate").endswith("tokens/s")
-    assert "finish_reason: length" in text(page, "#summary")
-    assert page.get_attribute("#output", "aria-busy") == "false"
+    assert text(page, "#deltas") == "40"
+    assert text(page, "#rate").endswith("deltas/s")
+    assert "finish_reason: length · 40 deltas received" in text(page, "#summary")
+    assert page.get_attribute("#conversation", "aria-busy") == "false"
     assert page.is_disabled("#stop")
 
     (end,) = log_capture.wait_for("stream_end", 1)
@@ -240,8 +287,17 @@ def test_stop_halts_the_output_and_the_server_cancels_the_stream(
     emitted = provider.tokens_emitted
     assert page.get_attribute("#status", "data-state") == "stopped"
     assert page.is_disabled("#stop")
-    shown = len(output_text(page))
-    assert shown < len(full)
+    deltas = int(text(page, "#deltas"))
+    assert text(page, "#status") == f"Stopped after {deltas} deltas."
+    # Kept in the conversation, marked as stopped, with what the page measured instead of the server's `done`.
+    assert page.get_attribute(LAST_ANSWER, "data-state") == "stopped"
+    assert text(page, f"{LAST_ANSWER} .turn-note") == f"Stopped after {deltas} deltas."
+    assert text(page, "#summary").startswith(f"stopped · {deltas} deltas received · time to first delta: ")
+    [turn] = [turn for turn in saved_turns(page) if turn["role"] == "assistant"]
+    assert (turn["state"], turn["summary"]) == ("stopped", text(page, "#summary"))
+    assert full.startswith(turn["text"])
+    assert 0 < len(turn["text"]) < len(full)
+    shown = len(answer_text(page))
     # Twenty token intervals: a stream still running would have grown the output in that time.
     with pytest.raises(PlaywrightTimeoutError):
         page.wait_for_function(OUTPUT_LONGER_THAN, arg=shown, timeout=20 * TOKEN_DELAY_MS)
@@ -259,7 +315,7 @@ def test_an_error_event_is_shown_and_the_partial_answer_kept(
     state, text = wait_for_end(page)
     assert state == "error"
     assert text == (
-        "The stream failed after 5 tokens: mock failure injected after 5 deltas (upstream_stream_error)"
+        "The stream failed after 5 deltas: mock failure injected after 5 deltas (upstream_stream_error)"
     )
     assert output_text(page) == "".join(expected_tokens(PROMPT)[:5])
 
@@ -277,7 +333,7 @@ def test_heartbeats_before_the_first_token_are_ignored_while_ttft_counts_up(
             "() => document.getElementById('ttft').textContent.endsWith('s…')"
             " && parseFloat(document.getElementById('ttft').textContent) >= 0.2"
         )
-        assert output_text(page) == ""
+        assert answer_text(page) == ""
         assert wait_for_end(page)[0] == "done"
     assert output_text(page) == "".join(expected_tokens(PROMPT)[:5])
     assert text(page, "#ttft").endswith(" ms")
@@ -296,23 +352,33 @@ def test_a_tool_call_is_shown_as_it_streams(
     assert state == "done", status
     assert status.endswith("The model called a tool (the page does not run it).")
     assert "finish_reason: tool_calls" in text(page, "#summary")
-    assert page.is_visible("#tool-calls")
-    [call] = page.query_selector_all("#tool-calls li")
-    assert text(page, "#tool-calls .tool-name") == "get_weather"
+    # A collapsed block under the answer: the tool's name, the arguments inside.
+    [call] = page.query_selector_all(f"{LAST_ANSWER} .tool-call")
+    assert call.get_attribute("open") is None
+    assert text(page, f"{LAST_ANSWER} .tool-call summary") == "Tool call get_weather"
+    assert text(page, f"{LAST_ANSWER} .tool-name") == "get_weather"
+    assert not page.is_visible(f"{LAST_ANSWER} .tool-arguments")
     assert (call.get_attribute("data-call-id") or "").startswith("call_")
-    arguments = msgspec.json.decode(text(page, "#tool-calls .tool-arguments"))
+    page.click(f"{LAST_ANSWER} .tool-call summary")
+    assert page.is_visible(f"{LAST_ANSWER} .tool-arguments")
+    arguments = msgspec.json.decode(text(page, f"{LAST_ANSWER} .tool-arguments"))
     assert isinstance(arguments["city"], str)
     assert set(arguments) <= {"city", "unit"}
-    assert int(text(page, "#tokens")) >= 2  # pieces, joined into the one call they belong to
+    deltas = int(text(page, "#deltas"))
+    assert deltas >= 2  # pieces, joined into the one call they belong to
+    assert len(page.query_selector_all(f"{LAST_ANSWER} .timeline .tick.call")) == deltas
     (end,) = log_capture.wait_for("stream_end", 1)
-    assert (end["outcome"], end["completion_tokens"]) == ("completed", int(text(page, "#tokens")))
+    assert (end["outcome"], end["completion_tokens"]) == ("completed", deltas)
 
-    # The next prompt, without the tool, clears the calls and answers in text.
+    # The next prompt, without the tool, answers in text in a turn of its own. The call stays with its turn,
+    # and is not sent back: the page did not run it, and a call without its result is no valid turn.
     ask(page, transport=transport, max_tokens=5, demo_tool=False)
     assert wait_for_end(page)[0] == "done"
-    assert output_text(page) == "".join(expected_tokens(PROMPT)[:5])
-    assert page.query_selector_all("#tool-calls li") == []
-    assert not page.is_visible("#tool-calls")
+    turns = [("user", "What is the weather in Lyon?"), ("user", PROMPT)]
+    assert output_text(page) == "".join(expected_answer(turns)[:5])
+    assert page.query_selector_all(f"{LAST_ANSWER} .tool-call") == []
+    assert not page.is_visible(f"{LAST_ANSWER} .tool-calls")
+    assert len(page.query_selector_all("#conversation .tool-call")) == 1
 
 
 @pytest.mark.browser
@@ -383,7 +449,13 @@ def test_a_new_prompt_cancels_the_one_in_flight(
     page.wait_for_function(OUTPUT_LONGER_THAN, arg=20)
     ask(page, "second question", transport=transport, max_tokens=10)
     assert wait_for_end(page)[0] == "done"
-    assert output_text(page) == "".join(expected_tokens("second question")[:10])
+    # The first answer stays in the conversation as far as it got, stopped, and is sent with the second.
+    first, stopped, second, answer = saved_turns(page)
+    assert stopped["state"] == "stopped"
+    assert re.fullmatch(r"Stopped after \d+ deltas: a new prompt replaced it\.", stopped["note"])
+    assert stopped["text"]
+    history = [("user", first["text"]), ("assistant", stopped["text"]), ("user", second["text"])]
+    assert answer["text"] == "".join(expected_answer(history)[:10])
     ends = log_capture.wait_for("stream_end", 2)
     assert sorted(e["outcome"] for e in ends) == ["cancelled", "max_tokens"]
     assert provider.active_streams == 0
@@ -615,19 +687,17 @@ def test_a_dropped_connection_resumes_the_same_stream_from_the_last_event_shown(
     assert resumed_after(resume, transport) == last_shown
     history = statuses(page)
     [retrying] = [status for state, status in history if state == "retrying"]
-    assert retrying.startswith("Connection lost after 12 tokens (")
+    assert retrying.startswith("Connection lost after 12 deltas (")
     assert retrying.endswith(
         "Reconnecting in 0.5 s (attempt 1 of 2) to resume the same answer where it stopped."
     )
-    reconnected = f"Reconnected: resuming the same answer after event {last_shown} (12 tokens kept)…"
+    reconnected = f"Reconnected: resuming the same answer after event {last_shown} (12 deltas kept)…"
     assert ("streaming", reconnected) in history
     lengths: list[int] = page.evaluate("() => window.__lengths")
     assert lengths == sorted(lengths)  # the text shown was never cleared
-    assert page.evaluate(
-        "() => window.__nodes.size === 1"
-        " && [...window.__nodes][0] === document.getElementById('output').firstChild"
-    )
-    assert text(page, "#tokens") == str(len(tokens))
+    assert page.evaluate(NO_NODE_REMOVED)
+    assert text(page, "#deltas") == str(len(tokens))
+    assert len(page.query_selector_all(f"{LAST_ANSWER} .timeline .tick")) == len(tokens)
 
 
 @pytest.mark.browser
@@ -730,7 +800,7 @@ def test_stop_during_a_reconnect_cancels_the_stream_and_never_resumes_it(
     assert len(resumes(sent)) == asked <= 1
     assert output_text(page) == shown == "".join(expected_tokens(PROMPT)[:12])
     assert page.get_attribute("#status", "data-state") == "stopped"
-    assert text(page, "#status") == "Stopped after 12 tokens."
+    assert text(page, "#status") == "Stopped after 12 deltas."
     assert page.is_disabled("#stop")
 
 
@@ -753,7 +823,7 @@ def test_a_dropped_websocket_is_retried_and_the_answer_regenerated(
     assert output_text(page) == expected
     history = statuses(page)
     [retrying] = [status for state, status in history if state == "retrying"]
-    assert retrying.startswith("Connection lost after 12 tokens")
+    assert retrying.startswith("Connection lost after 12 deltas")
     assert retrying.endswith(
         "Retrying in 0.5 s (attempt 1 of 2): the answer is regenerated, and the text already shown is kept."
     )
@@ -826,6 +896,319 @@ def test_api_keys_reach_the_server_the_way_each_transport_can_send_them(
         assert "EventSource cannot send the API key" in status
 
 
+def record_socket_prompts(page: Page) -> list[dict[str, Any]]:
+    """Every `prompt` message the page sends on a WebSocket from now on."""
+    prompts: list[dict[str, Any]] = []
+
+    def on_frame(payload: str | bytes) -> None:
+        message = msgspec.json.decode(payload)
+        if message.get("type") == "prompt":
+            prompts.append(message)
+
+    page.on("websocket", lambda socket: socket.on("framesent", on_frame))
+    return prompts
+
+
+def conversations_sent(sent: list[Sent], prompts: list[dict[str, Any]], transport: str) -> list[list[Turn]]:
+    """The conversation each stream request carried, as (role, text) turns, in the transport's encoding."""
+    if transport == "websocket":
+        return [[(m["role"], m["content"]) for m in prompt["messages"]] for prompt in prompts]
+    conversations: list[list[Turn]] = []
+    for request in stream_starts(sent):
+        if transport == "ai-sdk":
+            messages = request.body["messages"]
+            conversations.append([(m["role"], "".join(p["text"] for p in m["parts"])) for m in messages])
+        elif transport == "eventsource":
+            if "prompt" in request.query:
+                conversations.append([("user", request.query["prompt"][0])])
+            else:
+                [raw] = request.query["messages"]
+                conversations.append([(m["role"], m["content"]) for m in msgspec.json.decode(raw)])
+        else:
+            conversations.append([(m["role"], m["content"]) for m in request.body["messages"]])
+    return conversations
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_three_turns_in_a_row_each_send_the_conversation_so_far(
+    page: Page, server: RunningServer, log_capture: LogCapture, transport: str
+) -> None:
+    open_page(page, server)
+    sent = record_requests(page)
+    prompts = record_socket_prompts(page)
+    turns: list[Turn] = []
+    for prompt in ("first question", "second question", "third question"):
+        ask(page, prompt, transport=transport, max_tokens=6)
+        state, status = wait_for_end(page)
+        assert state == "done", status
+        turns.append(("user", prompt))
+        # The mock's answer is a function of every message: right only if the history reached it.
+        answer = "".join(expected_answer(turns)[:6])
+        assert output_text(page) == answer
+        turns.append(("assistant", answer))
+
+    assert conversations_sent(sent, prompts, transport) == [turns[:1], turns[:3], turns[:5]]
+    assert len(log_capture.wait_for("stream_end", 3)) == 3
+    shown = page.query_selector_all("#conversation .turn")
+    assert [turn.get_attribute("class") for turn in shown] == ["turn user", "turn assistant"] * 3
+    assert [t.text_content() for t in page.query_selector_all("#conversation .turn.user .text")] == [
+        "first question",
+        "second question",
+        "third question",
+    ]
+    if transport == "ai-sdk":
+        # One conversation, one chat id, as useChat keeps it.
+        assert len({request.body["id"] for request in stream_starts(sent)}) == 1
+
+
+@pytest.mark.browser
+def test_the_conversation_survives_a_reload_and_new_conversation_clears_it(
+    page: Page, server: RunningServer, provider: MockProvider, log_capture: LogCapture
+) -> None:
+    open_page(page, server)
+    ask(page, "first question", max_tokens=8)
+    assert wait_for_end(page)[0] == "done"
+    ask(page, "second question", mock={"delay_ms": TOKEN_DELAY_MS})  # no max_tokens: the form is refilled
+    page.wait_for_function(OUTPUT_LONGER_THAN, arg=30)
+    # Leaving the page mid-answer stops it: the server cancels the stream, the answer is kept as it was.
+    page.reload()
+    [_, second] = log_capture.wait_for("stream_end", 2)
+    assert second["outcome"] == "cancelled"
+    assert provider.active_streams == 0
+
+    _, first, _, stopped = saved_turns(page)
+    assert (first["state"], stopped["state"]) == ("done", "stopped")
+    assert stopped["note"].endswith("deltas: the page was closed or reloaded.")
+    history = [("user", "first question"), ("assistant", first["text"]), ("user", "second question")]
+    assert "".join(expected_answer(history)).startswith(stopped["text"])
+    # Drawn again as it was: the turns, the rendered Markdown, how each ended, each delta on its timeline.
+    assert [t.text_content() for t in page.query_selector_all("#conversation .turn.user .text")] == [
+        "first question",
+        "second question",
+    ]
+    assert page.get_attribute(LAST_ANSWER, "data-state") == "stopped"
+    assert text(page, f"{LAST_ANSWER} .turn-note") == stopped["note"]
+    assert page.query_selector_all(f"{LAST_ANSWER} .markdown p")
+    assert len(page.query_selector_all(f"{LAST_ANSWER} .timeline .tick")) == len(stopped["marks"]) > 0
+    assert page.get_attribute("#status", "data-state") == "idle"
+
+    # The restored conversation is the one the next prompt carries, the stopped answer included.
+    sent = record_requests(page)
+    ask(page, "third question", max_tokens=4)
+    assert wait_for_end(page)[0] == "done"
+    [request] = stream_starts(sent)
+    history = [(m["role"], m["content"]) for m in request.body["messages"]]
+    assert history == [
+        ("user", "first question"),
+        ("assistant", first["text"]),
+        ("user", "second question"),
+        ("assistant", stopped["text"]),
+        ("user", "third question"),
+    ]
+
+    page.click("#new-conversation")
+    assert page.query_selector_all("#conversation .turn") == []
+    assert page.evaluate(SAVED) is None
+    page.reload()
+    assert page.query_selector_all("#conversation .turn") == []
+    sent = record_requests(page)
+    ask(page, "a fresh start", max_tokens=4)
+    assert wait_for_end(page)[0] == "done"
+    [request] = stream_starts(sent)
+    assert request.body["messages"] == [{"role": "user", "content": "a fresh start"}]
+    assert output_text(page) == "".join(expected_tokens("a fresh start")[:4])
+
+
+@pytest.mark.browser
+def test_markdown_is_rendered_while_the_answer_streams(page: Page, server: RunningServer) -> None:
+    tokens = expected_tokens(PROMPT)  # paragraphs, a list, a fenced Python block, a last paragraph
+    open_page(page, server)
+    ask(page)
+    page.wait_for_function(
+        f"""() => document.querySelector("{LAST_ANSWER} .markdown li")
+            && document.querySelector("{LAST_ANSWER} .markdown pre code")"""
+    )
+    # Before the end: a list and a code block exist while the answer is still streaming.
+    assert page.get_attribute("#status", "data-state") == "streaming"
+    assert page.get_attribute("#conversation", "aria-busy") == "true"
+    assert wait_for_end(page)[0] == "done"
+
+    source = "".join(tokens)
+    assert output_text(page) == source
+    items = page.query_selector_all(f"{LAST_ANSWER} .markdown ul > li")
+    listed = [line.removeprefix("- ") for line in source.splitlines() if line.startswith("- ")]
+    assert [item.text_content() for item in items] == listed
+    [code] = page.query_selector_all(f"{LAST_ANSWER} .markdown figure.code-block pre > code")
+    fenced = source.split("```python\n", 1)[1].split("\n```", 1)[0]
+    assert code.text_content() == fenced
+    assert text(page, f"{LAST_ANSWER} .code-language") == "python"
+    assert page.get_attribute(f"{LAST_ANSWER} .copy-code", "aria-label") == "Copy the python code"
+    rendered = answer_text(page)
+    assert "```" not in rendered
+    assert "- " not in rendered.replace(" - ", "")  # no list marker shown as text
+    assert page.evaluate(NO_NODE_REMOVED)
+
+
+@pytest.mark.browser
+def test_a_code_block_is_copied_with_its_button(page: Page, server: RunningServer) -> None:
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.base_url)
+    open_page(page, server)
+    ask(page, mock={"answer": "Run:\n\n```sh\nmake vendor\n```\n"})
+    assert wait_for_end(page)[0] == "done"
+    page.click(f"{LAST_ANSWER} .copy-code")
+    page.wait_for_function(
+        f"() => document.querySelector('{LAST_ANSWER} .copy-code').textContent === 'Copied'"
+    )
+    assert page.evaluate("() => navigator.clipboard.readText()") == "make vendor"
+
+
+@pytest.mark.browser
+def test_tables_and_inline_markdown_are_rendered(page: Page, server: RunningServer) -> None:
+    answer = (
+        "| transport | resumes |\n|---|---|\n| fetch | yes |\n| WebSocket | no |\n\n"
+        "Some *emphasis*, **bold**, `code`.\n"
+    )
+    open_page(page, server)
+    ask(page, mock={"answer": answer})
+    assert wait_for_end(page)[0] == "done"
+    cells = page.eval_on_selector_all(
+        f"{LAST_ANSWER} .markdown table tr",
+        "(rows) => rows.map((row) => [...row.cells].map((c) => c.textContent.trim()))",
+    )
+    assert cells == [["transport", "resumes"], ["fetch", "yes"], ["WebSocket", "no"]]
+    assert page.query_selector_all(f"{LAST_ANSWER} .markdown table thead th")
+    assert text(page, f"{LAST_ANSWER} .markdown em") == "emphasis"
+    assert text(page, f"{LAST_ANSWER} .markdown strong") == "bold"
+    assert text(page, f"{LAST_ANSWER} .markdown p code") == "code"
+
+
+@pytest.mark.browser
+def test_an_unterminated_fence_stays_in_its_answer(page: Page, server: RunningServer) -> None:
+    unterminated = "Before the code.\n\n```js\nconst a = 1;\n\nconst b = 2;\n"
+    open_page(page, server)
+    ask(page, "first question", mock={"answer": unterminated})
+    page.wait_for_function(
+        f"() => document.querySelector('{LAST_ANSWER} pre code')?.textContent.includes('const a')"
+    )
+    # Mid-stream the open fence is a code block of its own answer: the text before it is a paragraph, and the
+    # timeline, status and form are drawn as ever, outside it.
+    assert page.get_attribute("#status", "data-state") == "streaming"
+    assert text(page, f"{LAST_ANSWER} .markdown > p") == "Before the code."
+    assert (
+        page.evaluate("() => document.querySelector('pre').contains(document.querySelector('.timeline'))")
+        is False
+    )
+    assert page.is_visible("#send")
+    assert page.is_visible("#status")
+    assert wait_for_end(page)[0] == "done"
+    assert text(page, f"{LAST_ANSWER} pre code").rstrip("\n") == "const a = 1;\n\nconst b = 2;"
+
+    # The fence never closed; the next answer is Markdown again, not more code.
+    ask(page, "second question", mock={"answer": "After: *emphasis* and a list\n\n- one\n- two\n"})
+    assert wait_for_end(page)[0] == "done"
+    assert page.query_selector_all(f"{LAST_ANSWER} pre") == []
+    assert [li.text_content() for li in page.query_selector_all(f"{LAST_ANSWER} li")] == ["one", "two"]
+    assert text(page, f"{LAST_ANSWER} em") == "emphasis"
+    assert len(page.query_selector_all("#conversation pre")) == 1
+
+
+HOSTILE = (
+    "Look: <img src=x onerror=\"window.pwned = 'img'\"> and <script>window.pwned = 'script'</script>\n\n"
+    "[a trap](javascript:window.pwned='link') and [the docs](https://example.com/docs) and "
+    "<a href=\"javascript:window.pwned='raw'\">raw</a>\n\n"
+    "![a picture](javascript:window.pwned='image') "
+    "<iframe src=\"javascript:window.pwned='frame'\"></iframe>\n"
+)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("transport", ["fetch", "websocket"])
+def test_model_output_cannot_run_script_or_follow_a_javascript_link(
+    page: Page, server: RunningServer, transport: str
+) -> None:
+    open_page(page, server)
+    ask(page, transport=transport, mock={"answer": HOSTILE})
+    assert wait_for_end(page)[0] == "done"
+    assert output_text(page) == HOSTILE
+
+    answer = f"{LAST_ANSWER} .markdown"
+    assert (
+        page.query_selector_all(f"{answer} img, {answer} script, {answer} iframe, {answer} [onerror]") == []
+    )
+    # Raw HTML is text, as the model wrote it.
+    assert "<img src=x onerror=\"window.pwned = 'img'\">" in answer_text(page)
+    assert "<script>window.pwned = 'script'</script>" in answer_text(page)
+    hrefs = page.eval_on_selector_all(f"{answer} a[href]", "(links) => links.map((a) => a.href)")
+    assert hrefs == ["https://example.com/docs"]
+    refused = page.eval_on_selector_all(
+        f"{answer} a:not([href])", "(links) => links.map((a) => [a.textContent, a.dataset.refused])"
+    )
+    assert refused == [
+        ["a trap", "javascript:window.pwned='link'"],
+        ["a picture", "javascript:window.pwned='image'"],
+    ]
+    page.click(f"{answer} a:not([href])")
+    assert page.evaluate("() => window.pwned") is None
+    assert page.url == f"{server.base_url}/"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_the_timeline_has_one_mark_per_delta_and_marks_the_first(
+    page: Page, server: RunningServer, log_capture: LogCapture, transport: str
+) -> None:
+    open_page(page, server)
+    ask(page, transport=transport, max_tokens=30, mock={"stall_ms": 300})
+    # While streaming, read in one go: as many ticks as deltas counted so far.
+    counts = page.wait_for_function(
+        f"""() => {{
+          const ticks = document.querySelectorAll("{LAST_ANSWER} .timeline .tick").length;
+          const deltas = Number(document.getElementById("deltas").textContent);
+          const streaming = document.getElementById("status").dataset.state === "streaming";
+          return ticks >= 5 && streaming && [ticks, deltas];
+        }}"""
+    ).json_value()
+    assert counts[0] == counts[1] < 30
+    assert wait_for_end(page)[0] == "done"
+    (end,) = log_capture.wait_for("stream_end", 1)
+
+    xs = page.eval_on_selector_all(
+        f"{LAST_ANSWER} .timeline .tick", "(ticks) => ticks.map((tick) => Number(tick.getAttribute('x1')))"
+    )
+    assert len(xs) == end["completion_tokens"] == int(text(page, "#deltas")) == 30
+    assert xs == sorted(xs)
+    assert xs[0] >= 300  # time since Send: the stall comes first
+    [ttft] = page.query_selector_all(f"{LAST_ANSWER} .timeline .ttft")
+    assert float(ttft.get_attribute("x1") or "nan") == xs[0]
+    view_box = (page.get_attribute(f"{LAST_ANSWER} .timeline svg", "viewBox") or "").split()
+    assert float(view_box[2]) >= xs[-1]  # every tick inside the chart
+    legend = text(page, f"{LAST_ANSWER} .timeline figcaption")
+    assert re.fullmatch(
+        r"30 deltas: first after \d+ ms \(time to first token, the first mark\), last after .+", legend
+    )
+    [turn] = [turn for turn in saved_turns(page) if turn["role"] == "assistant"]
+    assert [at for at, _ in turn["marks"]] == xs
+
+
+@pytest.mark.browser
+def test_eventsource_says_when_the_conversation_is_too_long_for_its_url(
+    page: Page, server: RunningServer
+) -> None:
+    open_page(page, server)
+    sent = record_requests(page)
+    ask(page, "x " * 4500, transport="eventsource")
+    state, status = wait_for_end(page)
+    assert state == "error"
+    assert status.startswith(
+        "The conversation is too long for EventSource, which can send it only in the URL ("
+    )
+    assert status.endswith(
+        " 1 message). Use fetch, WebSocket or the AI SDK transport, or start a new conversation."
+    )
+    assert stream_starts(sent) == []
+
+
 @pytest.mark.browser
 def test_the_page_is_accessible_and_its_screenshot_is_not_blank(
     page: Page, server: RunningServer, tmp_path: Path
@@ -836,7 +1219,8 @@ def test_the_page_is_accessible_and_its_screenshot_is_not_blank(
         ".filter((el) => el.labels.length === 0).map((el) => el.id)"
     )
     assert unlabelled == []
-    assert page.get_attribute("#output", "aria-live") == "polite"
+    assert page.get_attribute("#conversation", "aria-live") == "polite"
+    assert page.get_attribute("#conversation", "role") == "log"
     assert page.get_attribute("#status", "role") == "status"
     ask(page, transport="fetch", max_tokens=40)
     assert wait_for_end(page)[0] == "done"

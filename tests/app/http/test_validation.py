@@ -266,6 +266,12 @@ _QUERIES: list[tuple[str, dict[str, str], int, str | None]] = [
     ("unknown mock fault", {"prompt": "hi", "mock": '{"error": "boom"}'}, 400, "mock.error"),
     ("negative mock delay", {"prompt": "hi", "mock": '{"delay_ms": -1}'}, 400, "mock.delay_ms"),
     ("unknown mock directive", {"prompt": "hi", "mock": '{"explode": true}'}, 400, "mock.explode"),
+    ("prompt and messages", {"prompt": "hi", "messages": '[{"role":"user","content":"x"}]'}, 400, "prompt"),
+    ("messages is not json", {"messages": "hi"}, 400, "messages"),
+    ("messages is empty", {"messages": "[]"}, 400, "messages"),
+    ("messages with a bad role", {"messages": '[{"role":"robot","content":"x"}]'}, 400, "messages[0].role"),
+    ("messages without content", {"messages": '[{"role": "user"}]'}, 400, "messages[0].content"),
+    ("too many messages", {"messages": json.dumps([{"role": "user", "content": "x"}] * 65)}, 400, "messages"),
 ]
 
 
@@ -289,6 +295,25 @@ def test_percent_encoded_invalid_utf8_in_a_query_is_rejected_naming_the_paramete
     response = client.get(f"/v1/stream?{query}")
     _assert_error(response, 400, param)
     assert response.json()["error"]["code"] == "invalid_encoding"
+
+
+def test_a_conversation_in_the_query_is_answered_as_the_same_messages_in_a_body(
+    client: TestClient[Litestar],
+) -> None:
+    messages = [
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "an answer"},
+        {"role": "user", "content": "second"},
+    ]
+    query = client.get(f"/v1/stream?{urlencode({'messages': json.dumps(messages), 'mock': '{}'})}")
+    body = client.post("/v1/stream", json={"messages": messages})
+    assert query.status_code == body.status_code == 200
+
+    def deltas(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line.startswith("data:") and '"text"' in line]
+
+    assert deltas(query.text) == deltas(body.text)
+    assert deltas(query.text) != deltas(client.get("/v1/stream?prompt=second").text)
 
 
 def test_percent_encoded_utf8_in_a_query_is_accepted(client: TestClient[Litestar]) -> None:
