@@ -174,6 +174,7 @@ class _EventPump:
         self._raw: Any = None  # urllib3's response, once the call has returned
         self._done = asyncio.Event()
         self._thread: threading.Thread | None = None
+        self._ended = False  # the thread has handed over its last item and let go of the response
 
     def __aiter__(self) -> _EventPump:
         return self
@@ -185,8 +186,10 @@ class _EventPump:
         item = await self._queue.get()
         self._room.release()
         if item is _END:
+            self._ended = True
             raise StopAsyncIteration
         if isinstance(item, BaseException):
+            self._ended = True
             raise item
         event: Mapping[str, Any] = item  # type: ignore[assignment]
         return event
@@ -195,7 +198,7 @@ class _EventPump:
         """Close the upstream stream now; returns once the thread has let go of the connection."""
         self._closing.set()
         self._room.release()  # a thread waiting for room must see `_closing`
-        if self._thread is None:
+        if self._thread is None or self._ended:
             return
         with self._lock:
             raw = self._raw

@@ -190,7 +190,7 @@ class FakeBedrock:
             chosen = body["toolConfig"].get("toolChoice", {}).get("tool", {}).get("name")
             name = chosen or tools[0]["toolSpec"]["name"]
             arguments = json.dumps({"location": "Lyon", "unit": "celsius"})
-            return list(tool_events(f"tooluse_{len(self.requests):04d}", name, arguments))
+            return list(tool_events(f"tooluse_{len(self.requests) - 1:04d}", name, arguments))
         text = " ".join(block.get("text", "") for block in last).split() or ["Hello"]
         words = ["You", " said:"] + [f" {word}" for word in text] * self.repeat
         return list(text_events(words))
@@ -277,7 +277,8 @@ def fake_bedrock(repeat: int = 1) -> Iterator[FakeBedrock]:
     fake = FakeBedrock(repeat=repeat)
     server = _Server(fake)
     fake.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, name="fake-bedrock", daemon=True)
+    # A short poll: shutdown() waits for it.
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), name="fake-bedrock", daemon=True)
     thread.start()
     try:
         yield fake
