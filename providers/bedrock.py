@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Final
 
 from providers.bedrock_converse import ConverseEvents, converse_arguments
@@ -129,7 +129,9 @@ class BedrockProvider:
         # Refusals (`n`, remote images, ...) raise here, before any request is sent.
         arguments = converse_arguments(request, model_id)
         events = ConverseEvents()
-        pump = _EventPump(self, arguments, self._buffer_events)
+        pump = _EventPump(
+            lambda: self._client.converse_stream(**arguments), self._buffer_events, self._opened
+        )
         started = False
         try:
             async for event in pump:
@@ -163,9 +165,11 @@ class _EventPump:
     slows the upstream through TCP, as an async read would.
     """
 
-    def __init__(self, provider: BedrockProvider, arguments: Mapping[str, Any], capacity: int) -> None:
-        self._provider = provider
-        self._arguments = arguments
+    def __init__(
+        self, call: Callable[[], Mapping[str, Any]], capacity: int, opened: Callable[[int], None]
+    ) -> None:
+        self._call = call
+        self._opened = opened
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._room = threading.Semaphore(capacity)
@@ -212,10 +216,10 @@ class _EventPump:
         await self._done.wait()
 
     def _run(self) -> None:
-        self._provider._opened(+1)
+        self._opened(+1)
         stream: Any = None
         try:
-            response = self._provider._client.converse_stream(**self._arguments)
+            response = self._call()
             stream = response["stream"]
             with self._lock:
                 # botocore's EventStream keeps urllib3's response private; it is the only way to its socket.
@@ -236,7 +240,7 @@ class _EventPump:
         finally:
             if stream is not None:
                 stream.close()
-            self._provider._opened(-1)
+            self._opened(-1)
             self._call_soon(self._done.set)
 
     def _hand_over(self, item: object) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import jsonschema
+import msgspec
 import openai
 import pydantic
 import pytest
@@ -210,4 +211,34 @@ def test_a_client_that_disconnects_closes_the_bedrock_connection(base_url: str, 
             # Leaving the block closed our connection mid-body; the fake sends nothing more by itself.
 
     run_async(body)
+    assert fake.client_closed.wait(10)
+
+
+def test_an_explicit_cancel_closes_the_bedrock_connection(base_url: str, fake: FakeBedrock) -> None:
+    async def body() -> str:
+        async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+            request = {"model": "hangs", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+            async with client.stream("POST", "/v1/chat/completions", json=request) as response:
+                stream_id = response.headers["x-stream-id"]
+                lines = response.aiter_lines()
+                async for line in lines:
+                    if "thinking" in line:
+                        break
+                cancel = await client.post(f"/v1/streams/{stream_id}/cancel")
+                assert cancel.status_code == 202
+                return "\n".join([line async for line in lines])
+
+    rest = run_async(body)
+    assert '"code":"cancelled"' in rest.replace(" ", "")
+    assert fake.client_closed.wait(10)
+
+
+def test_a_deadline_that_runs_out_closes_the_bedrock_connection(fake: FakeBedrock) -> None:
+    app = create_app(msgspec.structs.replace(Settings.from_env(), stream_deadline_s=0.5))
+    with serve(app) as server, httpx.Client(base_url=server.base_url, timeout=10) as client:
+        body = {"model": "hangs", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        response = client.post("/v1/chat/completions", json=body)
+
+    assert response.status_code == 200
+    assert '"code":"deadline"' in response.text.replace(" ", "")
     assert fake.client_closed.wait(10)
