@@ -15,14 +15,17 @@ import msgspec
 
 from app.schemas import ErrorBody, ErrorDetail
 from providers.errors import (
+    ProviderAccessDeniedError,
     ProviderAuthError,
     ProviderBadRequestError,
     ProviderError,
     ProviderModelNotFoundError,
+    ProviderNotReadyError,
     ProviderRateLimitError,
     ProviderStreamError,
     ProviderTimeoutError,
     ProviderUnavailableError,
+    ProviderUnsupportedParameterError,
 )
 
 ErrorType = Literal[
@@ -64,6 +67,8 @@ ErrorCode = Literal[
     "upstream_unavailable",
     "upstream_stream_error",
     "upstream_error",
+    "upstream_access_denied",
+    "upstream_not_ready",
     "stream_log_unavailable",
     "internal_error",
 ]
@@ -137,6 +142,10 @@ UPSTREAM_TIMEOUT = ErrorKind(504, "timeout_error", "upstream_timeout")
 UPSTREAM_UNAVAILABLE = ErrorKind(502, "upstream_error", "upstream_unavailable")
 UPSTREAM_STREAM_ERROR = ErrorKind(502, "upstream_error", "upstream_stream_error")
 UPSTREAM_ERROR = ErrorKind(502, "upstream_error", "upstream_error")
+# Our own identity lacks a permission or model access (Bedrock: the role's policy, the model's access grant).
+UPSTREAM_ACCESS_DENIED = ErrorKind(502, "upstream_error", "upstream_access_denied")
+# The upstream answered that it cannot serve for now (service unavailable, model not ready): retry later.
+UPSTREAM_NOT_READY = ErrorKind(503, "upstream_error", "upstream_not_ready")
 # The store of resumable streams could not be read (`STREAM_TABLE`): retrying later may work.
 STREAM_LOG_UNAVAILABLE = ErrorKind(503, "server_error", "stream_log_unavailable")
 # --- ours: says nothing about the internals (the details go to the log only) ---
@@ -179,15 +188,21 @@ def from_provider_error(exc: ProviderError) -> ApiError:
     """Translate a provider failure into the status a client should see before any byte was sent."""
     if isinstance(exc, ProviderAuthError):
         return UPSTREAM_AUTHENTICATION_FAILED(exc.message)
+    headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))} if exc.retry_after_s else None
     if isinstance(exc, ProviderRateLimitError):
-        headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))} if exc.retry_after_s else None
         return RATE_LIMIT_EXCEEDED(exc.message, headers=headers)
+    if isinstance(exc, ProviderAccessDeniedError):
+        return UPSTREAM_ACCESS_DENIED(exc.message)
+    if isinstance(exc, ProviderUnsupportedParameterError):
+        return UNSUPPORTED_PARAMETER(exc.message, param=exc.param)
     if isinstance(exc, ProviderModelNotFoundError):
         return MODEL_NOT_FOUND(exc.message, param="model")
     if isinstance(exc, ProviderBadRequestError):
         return UPSTREAM_REJECTED_REQUEST(exc.message)
     if isinstance(exc, ProviderTimeoutError):
         return UPSTREAM_TIMEOUT(exc.message)
+    if isinstance(exc, ProviderNotReadyError):
+        return UPSTREAM_NOT_READY(exc.message, headers=headers)
     if isinstance(exc, ProviderUnavailableError):
         return UPSTREAM_UNAVAILABLE(exc.message)
     if isinstance(exc, ProviderStreamError):

@@ -58,7 +58,7 @@ class _Litestar(Litestar):
 
 
 def build_provider(settings: Settings) -> Provider:
-    """The provider the settings select; the OpenAI SDK is imported only when it is selected."""
+    """The provider the settings select; an SDK (openai, botocore) is imported only when it is selected."""
     if settings.provider == "openai":
         from providers.openai import OpenAIProvider
 
@@ -70,6 +70,15 @@ def build_provider(settings: Settings) -> Provider:
             timeout_s=settings.openai_timeout_s,
             max_retries=settings.openai_max_retries,
             models_ttl_s=settings.openai_models_ttl_s,
+        )
+    if settings.provider == "bedrock":
+        from providers.bedrock import BedrockProvider
+
+        return BedrockProvider(
+            models=settings.bedrock_models,
+            region=settings.bedrock_region,
+            timeout_s=settings.bedrock_timeout_s,
+            max_retries=settings.bedrock_max_retries,
         )
     from providers.mock import MockProvider
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-ProviderName = Literal["mock", "openai"]
+ProviderName = Literal["mock", "openai", "bedrock"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
@@ -55,6 +55,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     openai_timeout_s: float = 60.0
     openai_max_retries: int = 2
     openai_models_ttl_s: float = 300.0
+    # Amazon Bedrock: (public name, model id or inference-profile ARN) pairs, the first the default; the
+    # region falls back to the SDK's own chain when None.
+    bedrock_models: tuple[tuple[str, str], ...] = ()
+    bedrock_region: str | None = None
+    bedrock_timeout_s: float = 60.0
+    bedrock_max_retries: int = 2
     mock_token_delay_ms: int = 0
     heartbeat_interval_s: float = 15.0
     stream_idle_timeout_s: float = 60.0
@@ -94,20 +100,30 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         """Read and validate the environment; raise `SettingsError` naming the variable at fault."""
         env = _Env(os.environ if environ is None else environ)
         api_key = env.text("OPENAI_API_KEY")
-        provider = env.choice("PROVIDER", ("mock", "openai"), "openai" if api_key else "mock")
+        provider = env.choice("PROVIDER", ("mock", "openai", "bedrock"), "openai" if api_key else "mock")
         if provider == "openai" and not api_key:
             raise SettingsError(
                 "PROVIDER=openai needs OPENAI_API_KEY "
                 "(any non-empty value for OpenAI-compatible servers without keys)"
             )
         openai_models = env.csv("OPENAI_MODELS")
+        bedrock_models = _bedrock_models(env.csv("BEDROCK_MODELS"))
+        if provider == "bedrock" and not bedrock_models:
+            raise SettingsError(
+                "PROVIDER=bedrock needs BEDROCK_MODELS (comma-separated model ids or inference-profile ARNs, "
+                "each optionally as name=modelId)"
+            )
         fallback_model = "mock" if provider == "mock" else (openai_models or (DEFAULT_OPENAI_MODEL,))[0]
+        if provider == "bedrock":
+            fallback_model = bedrock_models[0][0]
         default_model = env.text("DEFAULT_MODEL") or fallback_model
         if provider == "mock" and default_model != "mock":
             raise SettingsError(
                 f"DEFAULT_MODEL={default_model!r} is not served by the mock provider (use 'mock')"
             )
-        if openai_models and default_model not in openai_models:
+        if provider == "bedrock" and default_model not in dict(bedrock_models):
+            raise SettingsError(f"DEFAULT_MODEL={default_model!r} is not one of BEDROCK_MODELS")
+        if provider != "bedrock" and openai_models and default_model not in openai_models:
             raise SettingsError(f"DEFAULT_MODEL={default_model!r} is not one of OPENAI_MODELS")
         base_url = env.text("OPENAI_BASE_URL")
         if base_url and not base_url.startswith(("http://", "https://")):
@@ -121,6 +137,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             openai_timeout_s=env.number("OPENAI_TIMEOUT_S", 60.0, minimum=0.1),
             openai_max_retries=int(env.number("OPENAI_MAX_RETRIES", 2, minimum=0, integer=True)),
             openai_models_ttl_s=env.number("OPENAI_MODELS_TTL_S", 300.0, minimum=0),
+            bedrock_models=bedrock_models,
+            # Lambda sets AWS_REGION; elsewhere botocore's chain (AWS_DEFAULT_REGION, a profile) decides.
+            bedrock_region=env.text("BEDROCK_REGION") or env.text("AWS_REGION") or None,
+            bedrock_timeout_s=env.number("BEDROCK_TIMEOUT_S", 60.0, minimum=0.1),
+            bedrock_max_retries=int(
+                env.number("BEDROCK_MAX_RETRIES", 2, minimum=0, maximum=10, integer=True)
+            ),
             mock_token_delay_ms=int(env.number("MOCK_TOKEN_DELAY_MS", 0, minimum=0, integer=True)),
             heartbeat_interval_s=env.number("HEARTBEAT_INTERVAL_S", 15.0, minimum=0.01),
             stream_idle_timeout_s=env.number("STREAM_IDLE_TIMEOUT_S", 60.0, minimum=0.01),
@@ -184,6 +207,23 @@ def _directory(name: str, value: str) -> str | None:
     if not os.path.isdir(value):
         raise SettingsError(f"{name}={value!r} is not an existing directory")
     return value
+
+
+def _bedrock_models(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """`name=modelId` pairs; a bare model id or ARN is its own public name. Names must be unique."""
+    pairs: list[tuple[str, str]] = []
+    for value in values:
+        # An ARN never holds '=', so it is always a bare id.
+        name, equals, model_id = value.partition("=") if not value.startswith("arn:") else ("", "", value)
+        if not equals:
+            name = model_id = value
+        name, model_id = name.strip(), model_id.strip()
+        if not name or not model_id:
+            raise SettingsError(f"BEDROCK_MODELS: {value!r} is not a model id or name=modelId")
+        if any(name == known for known, _ in pairs):
+            raise SettingsError(f"BEDROCK_MODELS: the name {name!r} is given twice")
+        pairs.append((name, model_id))
+    return tuple(pairs)
 
 
 def _table_name(value: str) -> str | None:

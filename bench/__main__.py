@@ -12,7 +12,16 @@ from collections.abc import Sequence
 
 from bench.client import ROOT
 
-SCRIPTS = ("overhead", "ttfb", "coldstart", "memory", "package", "concurrency", "stream_log_writes")
+SCRIPTS = (
+    "overhead",
+    "ttfb",
+    "coldstart",
+    "memory",
+    "package",
+    "concurrency",
+    "stream_log_writes",
+    "bedrock_overhead",
+)
 
 
 def machine() -> str:

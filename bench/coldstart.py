@@ -10,7 +10,8 @@ Each figure is a new process (`subprocess`), repeated in shuffled rounds; median
   the fake Runtime API of the Lambda tests received the first body chunk after the prelude;
 - the baseline: a minimal Mangum + FastAPI function (`bench/baselines/mangum_fastapi.py`) has returned.
 
-With the OpenAI provider selected, requests go to a local stand-in server (`bench/fake_openai.py`).
+With the OpenAI provider selected, requests go to a local stand-in server (`bench/fake_openai.py`); with
+Bedrock, botocore talks to the fake Bedrock Runtime of the tests (`tests/support/fake_bedrock.py`).
 `python -X importtime` then lists what the mock path imports, heaviest first.
 
     python -m bench.coldstart [--runs 7] [--smoke]
@@ -18,6 +19,7 @@ With the OpenAI provider selected, requests go to a local stand-in server (`benc
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import subprocess
@@ -32,6 +34,7 @@ from bench.coldstart_event import function_url_event
 from bench.fake_openai import fake_openai
 from bench.lambda_host import first_body_chunk_at, lambda_environment, running_fake, start_runtime
 from bench.report import Row, median, print_table, ratio
+from tests.support.fake_bedrock import REGION, fake_bedrock, offline_bedrock_credentials
 
 TITLE = "Cold start: fresh process to the first byte of the first response"
 IMPORT_TITLE = "Import time of the mock path (`python -X importtime`), heaviest distributions"
@@ -112,8 +115,29 @@ def scenarios() -> list[Scenario]:
         Scenario(
             "ours streaming runtime, openai", "", {"PROVIDER": "openai"}, openai=True, streaming_runtime=True
         ),
+        Scenario("ours in-process, bedrock", _ASGI_FIRST_BYTE, _BEDROCK),
+        Scenario("ours streaming runtime, bedrock", "", _BEDROCK, streaming_runtime=True),
         Scenario("Mangum + FastAPI", _MANGUM_FASTAPI),
     ]
+
+
+# The endpoint is added when the fake runs (`with_bedrock_endpoint`).
+_BEDROCK = offline_bedrock_credentials(
+    {
+        "PROVIDER": "bedrock",
+        "BEDROCK_MODELS": "fake.echo",
+        "BEDROCK_REGION": REGION,
+        "BEDROCK_MAX_RETRIES": "0",
+    }
+)
+
+
+def with_bedrock_endpoint(scenario: Scenario, endpoint_url: str) -> Scenario:
+    if scenario.env.get("PROVIDER") != "bedrock":
+        return scenario
+    return dataclasses.replace(
+        scenario, env={**scenario.env, "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": endpoint_url}
+    )
 
 
 def child_env(extra: Mapping[str, str], base_url: str) -> dict[str, str]:
@@ -155,9 +179,9 @@ def runtime_to_first_byte(scenario: Scenario, base_url: str) -> float:
 
 def measure(runs: int, chosen: Sequence[Scenario]) -> dict[str, list[float]]:
     samples: dict[str, list[float]] = {s.label: [] for s in chosen}
-    order = list(chosen)
     shuffler = random.Random(5)
-    with fake_openai() as base_url:
+    with fake_openai() as base_url, fake_bedrock() as bedrock:
+        order = [with_bedrock_endpoint(scenario, bedrock.endpoint_url) for scenario in chosen]
         for scenario in order:  # warm the page cache: every figure is a warm-disk cold start
             spawn_to_first_byte(scenario, base_url)
         for _ in range(runs):

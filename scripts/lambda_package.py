@@ -176,15 +176,25 @@ def _remove(path: Path) -> None:
 
 
 def cold_path_modules(root: Path = ROOT) -> set[str]:
-    """Source files (relative paths) a cold start imports, with the mock and with the OpenAI provider."""
+    """Source files (relative paths) a cold start imports, with each provider (mock, OpenAI, Bedrock)."""
     found: set[str] = set()
-    for provider in ("mock", "openai"):
+    for provider in ("mock", "openai", "bedrock"):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PROVIDER", "API_KEYS"))}
         env.update(PROVIDER=provider, LOG_LEVEL="ERROR", PYTHONPATH=str(root))
         if provider == "openai":
             # Nothing listens on port 9: the request fails fast, after the SDK's request path was imported.
             env.update(
                 OPENAI_API_KEY="sk-probe", OPENAI_BASE_URL="http://127.0.0.1:9/v1", OPENAI_MAX_RETRIES="0"
+            )
+        if provider == "bedrock":
+            # The same for botocore; credentials that sign nothing real, so that the signing path is reached.
+            env.update(
+                BEDROCK_MODELS="probe",
+                BEDROCK_REGION="us-east-1",
+                BEDROCK_MAX_RETRIES="0",
+                AWS_ENDPOINT_URL_BEDROCK_RUNTIME="http://127.0.0.1:9",
+                AWS_ACCESS_KEY_ID="AKIDPROBE",
+                AWS_SECRET_ACCESS_KEY="probe",  # noqa: S106 - a placeholder that signs nothing real
             )
         probe = [sys.executable, "-c", _COLD_PATH_PROBE]
         done = subprocess.run(

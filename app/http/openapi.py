@@ -54,7 +54,9 @@ _UPSTREAM_ERRORS: Final = {
     "401": "A missing or wrong API key, or the upstream refused our key (`upstream_authentication_failed`)",
     "429": "The upstream's rate limit (with `Retry-After`)",
     "500": "An internal error (the details are in the server's log only)",
-    "502": "The upstream is unavailable or failed before the first token",
+    "502": "The upstream is unavailable or failed before the first token, or denied our own access to the "
+    "model (`upstream_access_denied`)",
+    "503": "The upstream answered that it cannot serve for now (`upstream_not_ready`, with `Retry-After`)",
     "504": "The upstream timed out, or a budget ran out, before the first token",
 }
 _STREAM_DESCRIPTION: Final = (

@@ -49,6 +49,9 @@ def with_secrets(
 ) -> Mapping[str, str]:
     """`environ`, plus every secret setting read from the store it names; `environ` itself when none does."""
     for setting in SECRET_SETTINGS:
+        # The Bedrock provider authenticates as the function's role: no OpenAI key is fetched for it.
+        if setting is OPENAI_API_KEY and environ.get("PROVIDER", "").strip().lower() == "bedrock":
+            continue
         environ = with_secret(environ, setting, client_factory=client_factory)
     return environ
 

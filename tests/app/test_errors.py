@@ -13,14 +13,17 @@ from app import errors
 from app.errors import from_provider_error, from_validation_error, internal_error
 from app.schemas import ChatCompletionRequest
 from providers.errors import (
+    ProviderAccessDeniedError,
     ProviderAuthError,
     ProviderBadRequestError,
     ProviderError,
     ProviderModelNotFoundError,
+    ProviderNotReadyError,
     ProviderRateLimitError,
     ProviderStreamError,
     ProviderTimeoutError,
     ProviderUnavailableError,
+    ProviderUnsupportedParameterError,
 )
 
 _decoder = msgspec.json.Decoder(ChatCompletionRequest)
@@ -37,6 +40,14 @@ _decoder = msgspec.json.Decoder(ChatCompletionRequest)
         (ProviderUnavailableError("x"), 502, "upstream_error", "upstream_unavailable"),
         (ProviderStreamError("x"), 502, "upstream_error", "upstream_stream_error"),
         (ProviderError("x"), 502, "upstream_error", "upstream_error"),
+        (ProviderAccessDeniedError("x"), 502, "upstream_error", "upstream_access_denied"),
+        (ProviderNotReadyError("x"), 503, "upstream_error", "upstream_not_ready"),
+        (
+            ProviderUnsupportedParameterError("x", param="n"),
+            400,
+            "invalid_request_error",
+            "unsupported_parameter",
+        ),
     ],
 )
 def test_provider_errors_map_to_the_status_a_client_expects(
@@ -53,6 +64,13 @@ def test_rate_limits_carry_retry_after_in_whole_seconds(
 ) -> None:
     api_error = from_provider_error(ProviderRateLimitError("slow", retry_after_s=retry_after_s))
     assert api_error.headers.get("Retry-After") == header
+
+
+def test_an_unsupported_parameter_is_named_and_not_ready_carries_retry_after() -> None:
+    assert from_provider_error(ProviderUnsupportedParameterError("no", param="n")).detail.param == "n"
+    assert from_provider_error(ProviderNotReadyError("later", retry_after_s=3)).headers == {
+        "Retry-After": "3"
+    }
 
 
 def test_the_model_not_found_error_points_at_the_model() -> None:

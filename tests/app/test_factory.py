@@ -33,6 +33,23 @@ def test_the_openai_provider_is_built_from_its_settings() -> None:
     assert (provider.name, tuple(provider.models())) == ("openai", ("gpt-a", "gpt-b"))
 
 
+def test_the_bedrock_provider_is_built_from_its_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from providers.bedrock import BedrockProvider
+    from tests.support.fake_bedrock import offline_bedrock_credentials
+
+    for name, value in offline_bedrock_credentials().items():
+        monkeypatch.setenv(name, value)
+    environ = {
+        "PROVIDER": "bedrock",
+        "BEDROCK_MODELS": "nova=amazon.nova-lite-v1:0,m2",
+        "BEDROCK_REGION": "eu-west-1",
+    }
+    settings = Settings.from_env(environ)
+    provider = build_provider(settings)
+    assert isinstance(provider, BedrockProvider)
+    assert (provider.name, tuple(provider.models())) == ("bedrock", ("nova", "m2"))
+
+
 def test_create_app_reads_the_environment_when_given_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("PROVIDER", "OPENAI_API_KEY", "DEFAULT_MODEL", "API_KEYS"):
         monkeypatch.delenv(name, raising=False)

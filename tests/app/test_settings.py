@@ -76,6 +76,24 @@ def test_an_openai_key_selects_the_openai_provider_and_its_default_model() -> No
     assert Settings.from_env({"OPENAI_API_KEY": "sk-x", "PROVIDER": "mock"}).provider == "mock"
 
 
+def test_bedrock_models_are_names_for_model_ids_or_ids_and_arns_as_their_own_names() -> None:
+    arn = "arn:aws:bedrock:eu-west-1:123456789012:inference-profile/eu.amazon.nova-lite-v1:0"
+    settings = Settings.from_env(
+        {"PROVIDER": "bedrock", "BEDROCK_MODELS": f"haiku=anthropic.claude-3-5-haiku-20241022-v1:0, {arn}"}
+    )
+    assert settings.provider == "bedrock"
+    assert settings.bedrock_models == (("haiku", "anthropic.claude-3-5-haiku-20241022-v1:0"), (arn, arn))
+    assert settings.default_model == "haiku"
+    assert settings.bedrock_region is None
+
+
+def test_the_bedrock_region_is_bedrock_region_then_the_lambda_region() -> None:
+    base = {"PROVIDER": "bedrock", "BEDROCK_MODELS": "m"}
+    assert Settings.from_env({**base, "AWS_REGION": "eu-west-3"}).bedrock_region == "eu-west-3"
+    both = {**base, "AWS_REGION": "eu-west-3", "BEDROCK_REGION": "us-east-1"}
+    assert Settings.from_env(both).bedrock_region == "us-east-1"
+
+
 @pytest.mark.parametrize(
     ("environ", "names"),
     [
@@ -101,6 +119,14 @@ def test_an_openai_key_selects_the_openai_provider_and_its_default_model() -> No
         ({"PORT": "http"}, "PORT"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
         ({"LOG_PROMPTS": "maybe"}, "LOG_PROMPTS"),
+        ({"PROVIDER": "bedrock"}, "BEDROCK_MODELS"),
+        ({"PROVIDER": "bedrock", "BEDROCK_MODELS": "a=x,a=y"}, "BEDROCK_MODELS"),
+        ({"PROVIDER": "bedrock", "BEDROCK_MODELS": "=x"}, "BEDROCK_MODELS"),
+        ({"PROVIDER": "bedrock", "BEDROCK_MODELS": "a=x", "DEFAULT_MODEL": "x"}, "DEFAULT_MODEL"),
+        (
+            {"PROVIDER": "bedrock", "BEDROCK_MODELS": "a=x", "BEDROCK_MAX_RETRIES": "-1"},
+            "BEDROCK_MAX_RETRIES",
+        ),
     ],
 )
 def test_a_bad_setting_fails_naming_the_variable(environ: dict[str, str], names: str) -> None:

@@ -23,10 +23,12 @@ EXPECTED_ROWS = {
         "ours buffered handler, mock vs import litestar",
         "ours streaming runtime, mock vs import litestar",
         "mock path imports openai",
+        "ours streaming runtime, bedrock vs import litestar",
     ],
     "memory": ["ours streaming runtime, mock: peak RSS after 3 streams (MB)"],
     "package": ["zipped artifact (MB)", "largest: tokenrelay (our code)"],
     "concurrency": ["lost tokens", "corrupted tokens", "server CPU per 1,000 tokens (ms)"],
+    "bedrock_overhead": ["ours: bedrock vs mock, µs CPU per token"],
     "stream_log_writes": [
         "write requests per 1,000 tokens, no delay",
         "write requests per 1,000 tokens, 20 ms apart",

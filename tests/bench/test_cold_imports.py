@@ -34,3 +34,23 @@ def test_the_mock_path_imports_neither_openai_nor_pydantic() -> None:
     assert "litestar" in loaded
     assert "openai" not in loaded
     assert "pydantic" not in loaded
+    assert "botocore" not in loaded
+
+
+def test_the_bedrock_path_imports_botocore_but_not_openai_nor_boto3() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "PROVIDER"))}
+    env.update(PROVIDER="bedrock", BEDROCK_MODELS="amazon.nova-lite-v1:0", BEDROCK_REGION="us-east-1")
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    loaded = set(done.stdout.split())
+
+    assert "botocore" in loaded
+    assert "openai" not in loaded
+    assert "boto3" not in loaded

@@ -87,6 +87,25 @@ def openai_chained_case() -> Iterator[ProviderCase]:
         yield ProviderCase(provider=provider, model="mock", open_upstream_streams=open_mock_streams)
 
 
+@contract_case("bedrock-fake-runtime")
+@contextmanager
+def bedrock_fake_runtime_case() -> Iterator[ProviderCase]:
+    # botocore itself, signing with static fake credentials, against the fake Bedrock Runtime on loopback.
+    from providers.bedrock import BedrockProvider
+    from tests.support.fake_bedrock import REGION, fake_bedrock, offline_bedrock_credentials
+
+    with pytest.MonkeyPatch.context() as patch, fake_bedrock() as fake:
+        for name, value in offline_bedrock_credentials().items():
+            patch.setenv(name, value)
+        patch.delenv("AWS_SESSION_TOKEN", raising=False)
+        provider = BedrockProvider(
+            models=(("echo", "fake.echo"),), region=REGION, endpoint_url=fake.endpoint_url, max_retries=0
+        )
+        yield ProviderCase(
+            provider=provider, model="echo", open_upstream_streams=lambda: provider.active_streams
+        )
+
+
 @pytest.fixture(params=list(CONTRACT_CASES))
 def case(request: pytest.FixtureRequest) -> Iterator[ProviderCase]:
     with CONTRACT_CASES[request.param]() as provider_case:

@@ -40,6 +40,17 @@ def test_without_a_secret_the_environment_is_passed_through_untouched() -> None:
     assert with_openai_key(environ, client_factory=CountingFactory()) is environ
 
 
+def test_with_the_bedrock_provider_no_openai_key_is_read() -> None:
+    factory = CountingFactory()
+    environ = {
+        "PROVIDER": "bedrock",
+        "OPENAI_API_KEY_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:1:secret:x",
+    }
+
+    assert with_secrets(environ, client_factory=factory) is environ
+    assert factory.made == []
+
+
 def test_a_plain_secret_becomes_the_openai_key(aws: None) -> None:
     arn = boto3.client("secretsmanager").create_secret(Name="tokenrelay/openai", SecretString=KEY)["ARN"]
     factory = CountingFactory()
