@@ -7,11 +7,11 @@ import { Conversation, newId } from "./conversation.js";
 import { MarkdownView, handleCopyButtons } from "./markdown.js";
 import { Timeline } from "./timeline.js";
 
-// After a dropped connection: two more attempts, after these pauses. fetch, EventSource and the AI SDK
-// transport start resumable streams and reconnect to the same one, from the last event they rendered
-// (`GET /v1/streams/{id}/events`), so nothing is generated twice. The WebSocket has no resume: its retry
-// regenerates the answer, and the text already on screen is kept as is when the new answer starts with it
-// (the mock provider is deterministic; a sampling model usually is not).
+// After a dropped connection: two more attempts, after these pauses. Every transport starts resumable
+// streams and reconnects to the same one, from the last event it rendered (`GET /v1/streams/{id}/events`,
+// or a `resume` message on a new WebSocket), so nothing is generated twice. Only a stream whose id never
+// arrived is asked for again: the new answer is shown, and the text already on screen is kept as is when
+// the new answer starts with it (the mock provider is deterministic; a sampling model usually is not).
 const RETRY_DELAYS_MS = [500, 1500];
 
 const TRANSPORT_LABELS = {
@@ -234,7 +234,6 @@ class Run {
     this.chatId = conversation.id; // /api/chat's conversation id
     this.controller = new AbortController();
     this.ended = false;
-    this.resumable = transport !== "websocket"; // the WebSocket protocol has no resume
     this.attempt = 0; // retries used after dropped connections, out of RETRY_DELAYS_MS.length
     this.reconnects = 0; // connections after the first, hand-overs included
     this.mode = "first"; // this connection: "first", "resume" (the same stream) or "regenerate"
@@ -292,7 +291,7 @@ class Run {
           this.fail(error instanceof StreamFailed ? error.message : `Unexpected error: ${error}`);
           return;
         }
-        const resume = this.resumable && this.streamId !== null;
+        const resume = this.streamId !== null;
         // A hand-over is planned, not a failure: reconnect at once, without using a retry. Unless the
         // connection brought nothing, so that a server that cannot serve the stream cannot make us spin.
         if (resume && this.handedOver && this.lastEventId > this.openedAfter) {
@@ -325,7 +324,7 @@ class Run {
     }
   }
 
-  /** Start over with a new stream: the WebSocket's retry, or a stream whose id never arrived. */
+  /** Start over with a new stream: the connection dropped before the stream's id arrived. */
   regenerate() {
     this.mode = "regenerate";
     this.received = "";
@@ -341,7 +340,7 @@ class Run {
 
   /** Whether an event with this `id:` is one not rendered yet; a resume must never render one twice. */
   fresh(id) {
-    if (!id) return true; // WebSocket messages, and events without an id (the `resume` hint)
+    if (!id) return true; // events without an id (the `resume` hint)
     const number = Number(id);
     if (!Number.isSafeInteger(number)) return true;
     if (number <= this.lastEventId) return false;
@@ -485,9 +484,10 @@ class Run {
   /** The Stop button, Escape, a new prompt replacing this one, or the page going away. */
   stop(reason) {
     if (this.ended) return;
-    // The cancel endpoint first: on Lambda a closed connection is never reported to the function.
-    if (this.streamId && this.transport !== "websocket") requestCancel(this.streamId, this.apiKey);
-    this.controller.abort(); // the WebSocket transport sends its `cancel` message on abort
+    // The cancel endpoint first: on Lambda a closed connection is never reported to the function, and a
+    // WebSocket between two sockets has none to send its `cancel` on (it sends one too, on abort).
+    if (this.streamId) requestCancel(this.streamId, this.apiKey);
+    this.controller.abort();
     const note = {
       stop: `Stopped after ${this.tokens} deltas.`,
       superseded: `Stopped after ${this.tokens} deltas: a new prompt replaced it.`,
@@ -952,6 +952,8 @@ async function viaWebSocket(run) {
   if (run.signal.aborted) return;
   promptSeq += 1;
   const id = `prompt-${promptSeq}`;
+  // A resume goes on with the same stream, under this socket's new prompt id.
+  const resuming = run.mode === "resume";
   await new Promise((resolve, reject) => {
     const settle = (outcome) => {
       connection.listeners.delete(id);
@@ -965,14 +967,24 @@ async function viaWebSocket(run) {
     run.signal.addEventListener("abort", onAbort, { once: true });
     connection.listeners.set(id, {
       message(message) {
-        run.handle(message.type, message);
+        // `event_id`: the message's id in the stream log, which a resume continues after.
+        if (run.fresh(message.event_id === undefined ? "" : String(message.event_id))) {
+          run.handle(message.type, message);
+        }
         if (run.ended) settle(resolve);
+        // The server stopped following the stream before its end: go on on a new prompt id.
+        else if (run.handedOver) settle(() => reject(new ConnectionLost("the server handed the stream over")));
       },
       closed(event) {
         settle(() => reject(socketCloseError(event, connection, run, false)));
       },
     });
-    connection.send({ type: "prompt", id, ...run.request });
+    if (resuming) {
+      connection.send({ type: "resume", id, stream_id: run.streamId, last_event_id: run.lastEventId });
+      run.resumed();
+    } else {
+      connection.send({ type: "prompt", id, ...run.request, resumable: true });
+    }
   });
 }
 

@@ -805,34 +805,59 @@ def test_stop_during_a_reconnect_cancels_the_stream_and_never_resumes_it(
 
 
 @pytest.mark.browser
-def test_a_dropped_websocket_is_retried_and_the_answer_regenerated(
+def test_a_dropped_websocket_resumes_the_same_stream_on_a_new_socket(
     page: Page, make_app: AppFactory, serve: ServeFactory, provider: MockProvider, log_capture: LogCapture
 ) -> None:
-    """The WebSocket protocol has no resume: the retry asks again and skips the text already shown."""
+    tokens = expected_tokens(PROMPT)
     cutter = CutStreams(make_app(), after=12, times=1)
-    expected = "".join(expected_tokens(PROMPT)[:30])
     with serve(as_litestar(cutter)) as server:
         open_page(page, server)
-        ask(page, transport="websocket", max_tokens=30)
+        prompts = record_socket_prompts(page)
+        resumes_sent = record_socket_prompts(page, kind="resume")
+        ask(page, transport="websocket")
         state, status = wait_for_end(page)
+        # One generation, resumed rather than asked for again, and run to its end: no token made twice.
+        [end] = log_capture.wait_for("stream_end", 1)
+        assert (end["outcome"], end["completion_tokens"]) == ("completed", len(tokens))
+        assert provider.tokens_emitted == len(tokens)
+        assert provider.active_streams == 0
+        # The socket carries `/v1/stream`'s events, with their ids.
+        last_shown = int(id_of_delta(server, "websocket", 12))
+
     assert state == "done", status
-    assert status.startswith("Done: 30 tokens in ")
-    assert status.endswith("after 1 reconnect (cut short by the token limit).")
+    assert status.endswith(" after 1 reconnect.")
     assert cutter.cut == 1
-    # The regenerated answer matched what was shown, so nothing is repeated and nothing lost.
-    assert output_text(page) == expected
+    assert output_text(page) == "".join(tokens)
+    [prompt] = prompts
+    assert prompt["resumable"] is True
+    [resume] = resumes_sent
+    assert (resume["stream_id"], resume["last_event_id"]) == (end["request_id"], last_shown)
+    assert resume["id"] != prompt["id"]
     history = statuses(page)
     [retrying] = [status for state, status in history if state == "retrying"]
     assert retrying.startswith("Connection lost after 12 deltas")
-    assert retrying.endswith(
-        "Retrying in 0.5 s (attempt 1 of 2): the answer is regenerated, and the text already shown is kept."
-    )
-    assert any(status.startswith("Resumed after reconnecting") for _, status in history)
+    assert retrying.endswith("to resume the same answer where it stopped.")
     lengths: list[int] = page.evaluate("() => window.__lengths")
-    assert lengths == sorted(lengths)  # the kept prefix was never cleared
-    ends = log_capture.wait_for("stream_end", 2)
-    assert [e["outcome"] for e in ends] == ["cancelled", "max_tokens"]
-    assert provider.active_streams == 0
+    assert lengths == sorted(lengths)  # the text shown was never cleared
+    assert len(page.query_selector_all(f"{LAST_ANSWER} .timeline .tick")) == len(tokens)
+
+
+@pytest.mark.browser
+def test_stop_after_a_dropped_websocket_cancels_the_stream(
+    page: Page, make_app: AppFactory, serve: ServeFactory, provider: MockProvider, log_capture: LogCapture
+) -> None:
+    # Cut every socket: Stop lands while the page has no socket to send its `cancel` on.
+    cutter = CutStreams(make_app(), after=5, times=-1)
+    with serve(as_litestar(cutter)) as server:
+        open_page(page, server)
+        ask(page, transport="websocket")
+        page.wait_for_function("() => document.getElementById('status').dataset.state === 'retrying'")
+        page.click("#stop")
+        [end] = log_capture.wait_for("stream_end", 1)
+        assert end["outcome"] == "cancelled"
+        assert provider.active_streams == 0
+
+    assert page.get_attribute("#status", "data-state") == "stopped"
 
 
 @pytest.mark.browser
@@ -896,13 +921,13 @@ def test_api_keys_reach_the_server_the_way_each_transport_can_send_them(
         assert "EventSource cannot send the API key" in status
 
 
-def record_socket_prompts(page: Page) -> list[dict[str, Any]]:
-    """Every `prompt` message the page sends on a WebSocket from now on."""
+def record_socket_prompts(page: Page, *, kind: str = "prompt") -> list[dict[str, Any]]:
+    """Every message of type `kind` the page sends on a WebSocket from now on."""
     prompts: list[dict[str, Any]] = []
 
     def on_frame(payload: str | bytes) -> None:
         message = msgspec.json.decode(payload)
-        if message.get("type") == "prompt":
+        if message.get("type") == kind:
             prompts.append(message)
 
     page.on("websocket", lambda socket: socket.on("framesent", on_frame))
