@@ -59,10 +59,15 @@ class EchoedFunctionCall(msgspec.Struct, frozen=True, forbid_unknown_fields=True
 class EchoedToolCall(
     msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type", tag="function"
 ):
-    """One tool call of an earlier answer; the `tool` message answering it carries the same `id`."""
+    """One tool call of an earlier answer; the `tool` message answering it carries the same `id`.
+
+    `index` is what the openai SDK's stream helper keeps from the streamed chunks on the message it builds
+    (`get_final_completion()`), which a tool loop sends back: accepted, not forwarded.
+    """
 
     id: Annotated[str, msgspec.Meta(min_length=1)]
     function: EchoedFunctionCall
+    index: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
 class AssistantTurn(_MessageBase, frozen=True, tag="assistant"):

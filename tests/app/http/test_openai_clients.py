@@ -123,6 +123,24 @@ def test_tools_whole_then_the_tool_result_round_trip_gives_text(sdk: openai.Open
     assert result in (answer.choices[0].message.content or "")
 
 
+def test_a_streamed_tool_call_goes_back_as_the_sdk_accumulated_it(sdk: openai.OpenAI) -> None:
+    # The SDK's stream helper keeps each call's `index` on the message it builds: a tool loop sends that
+    # message back as it is.
+    messages: list[Any] = [{"role": "user", "content": _ASK}]
+    with sdk.chat.completions.stream(model="mock", messages=messages, tools=[WEATHER_TOOL]) as stream:
+        message = stream.get_final_completion().choices[0].message
+    [call] = message.tool_calls or []
+    result = json.dumps(
+        {"location": _tool_arguments(call.function.arguments)["location"], "forecast": "rain"}
+    )
+    messages += [message, {"role": "tool", "tool_call_id": call.id, "content": result}]
+    with sdk.chat.completions.stream(model="mock", messages=messages, tools=[WEATHER_TOOL]) as stream:
+        answer = stream.get_final_completion().choices[0]
+
+    assert answer.finish_reason == "stop"
+    assert result in (answer.message.content or "")
+
+
 def test_a_named_tool_choice_is_the_tool_called(sdk: openai.OpenAI) -> None:
     other: ChatCompletionToolParam = {
         "type": "function",
