@@ -186,7 +186,7 @@ def decode_messages_query(raw: str) -> list[Message]:
     except ApiError as exc:
         param = exc.detail.param or ""
         where = f"messages{param}" if not param or param.startswith("[") else f"messages.{param}"
-        raise ApiError(exc.kind, exc.detail.message, param=where) from None
+        raise exc.kind(exc.detail.message, param=where) from None
 
 
 def check_query_encoding(query_string: bytes) -> None:
