@@ -88,7 +88,10 @@ async def frames(
                 else:
                     if framed is not None:
                         started = True
-                        held.append(framed)
+                        if held or (not last and session.has_queued):
+                            held.append(framed)
+                        else:
+                            yield framed  # the common case: nothing queued behind it, nothing held
                     if held and (last or not session.has_queued):
                         batch, held = held, []
                         yield batch[0] if len(batch) == 1 else join(batch)
