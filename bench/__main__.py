@@ -15,6 +15,7 @@ from bench.client import ROOT
 SCRIPTS = (
     "overhead",
     "ttfb",
+    "lambda_stream",
     "coldstart",
     "memory",
     "package",

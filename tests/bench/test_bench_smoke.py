@@ -29,6 +29,7 @@ EXPECTED_ROWS = {
     "package": ["zipped artifact (MB)", "largest: tokenrelay (our code)"],
     "concurrency": ["lost tokens", "corrupted tokens", "server CPU per 1,000 tokens (ms)"],
     "bedrock_overhead": ["ours: bedrock vs mock, µs CPU per token"],
+    "lambda_stream": ["/v1/stream deltas/s vs bare ASGI", "HTTP chunks to the Runtime API per 1,000 deltas"],
     "stream_log_writes": [
         "write requests per 1,000 tokens, no delay",
         "write requests per 1,000 tokens, 20 ms apart",
