@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -276,7 +277,9 @@ class _SocketSession:
             trace=trace_context(self._socket.headers, self._socket.scope),
         )
         relay = self._stream_resumable if message.resumable else self._stream
-        task = asyncio.create_task(relay(prompt_id, session), name=f"ws-{session.stream_id}")
+        task = asyncio.create_task(
+            self._relay(prompt_id, lambda: relay(prompt_id, session)), name=f"ws-{session.stream_id}"
+        )
         # A task cancelled before its first step never runs its coroutine, so the session never logs.
         task.add_done_callback(lambda _: session.end_unstarted())
         self._track(prompt_id, task, session.stream_id if message.resumable else None)
@@ -291,37 +294,41 @@ class _SocketSession:
             del self._prompts[prompt_id]
             self._resumable.pop(prompt_id, None)
 
-    async def _stream(self, prompt_id: str, session: StreamSession) -> None:
-        """Relay one session's events; cancelling this task closes the session, which cancels the provider."""
+    async def _relay(self, prompt_id: str, relay: Callable[[], Awaitable[None]]) -> None:
+        """One prompt's task: its relay, ended quietly when the client is gone, untracked however it ends.
+
+        (The relay is called here, not before: a task cancelled before its first step never runs this.)
+        """
         try:
-            try:
-                stream = await open_stream(session)
-            except ApiError as exc:
-                # As on `/v1/stream`, a failure before the first token comes without a `start`.
-                await self._send_error(exc, prompt_id)
-                return
-            async for text in frames(stream, WebSocketDialect(session, prompt_id=prompt_id)):
-                await self._send_text(text)
+            await relay()
         except (WebSocketDisconnect, OSError):
             return  # the client is gone; the receive loop notices and cancels the other prompts
         finally:
             self._untrack(prompt_id)
 
+    async def _open(self, prompt_id: str, session: StreamSession) -> OpenStream | None:
+        """The session read ahead to its first event; or None, once a failure before it is told (as on
+        `/v1/stream`, such a failure comes without a `start`)."""
+        try:
+            return await open_stream(session)
+        except ApiError as exc:
+            await self._send_error(exc, prompt_id)
+            return None
+
+    async def _stream(self, prompt_id: str, session: StreamSession) -> None:
+        """Relay one session's events; cancelling this task closes the session, which cancels the provider."""
+        stream = await self._open(prompt_id, session)
+        if stream is not None:
+            async for text in frames(stream, WebSocketDialect(session, prompt_id=prompt_id)):
+                await self._send_text(text)
+
     async def _stream_resumable(self, prompt_id: str, session: StreamSession) -> None:
         """Produce the session into the stream log (a run of its own, which outlives this socket) and
         relay the log; cancelling this task only detaches this socket from the run."""
-        try:
-            try:
-                stream = await open_stream(session)
-            except ApiError as exc:
-                await self._send_error(exc, prompt_id)
-                return
+        stream = await self._open(prompt_id, session)
+        if stream is not None:
             run = await self._start_run(stream)
             await self._follow(prompt_id, run.stream_id, after=0, run=run)
-        except (WebSocketDisconnect, OSError):
-            return
-        finally:
-            self._untrack(prompt_id)
 
     async def _start_run(self, stream: OpenStream) -> ResumableRun:
         services = self._services
@@ -368,21 +375,12 @@ class _SocketSession:
             return
         services.metrics.stream_resumed(stream_id, "ws")
         run = services.runs.get(stream_id)
+        after = message.last_event_id
         task = asyncio.create_task(
-            self._relay_resumed(prompt_id, stream_id, after=message.last_event_id, run=run),
+            self._relay(prompt_id, lambda: self._follow(prompt_id, stream_id, after=after, run=run)),
             name=f"ws-resume-{stream_id}",
         )
         self._track(prompt_id, task, stream_id)
-
-    async def _relay_resumed(
-        self, prompt_id: str, stream_id: str, *, after: int, run: ResumableRun | None
-    ) -> None:
-        try:
-            await self._follow(prompt_id, stream_id, after=after, run=run)
-        except (WebSocketDisconnect, OSError):
-            return
-        finally:
-            self._untrack(prompt_id)
 
     async def _follow(self, prompt_id: str, stream_id: str, *, after: int, run: ResumableRun | None) -> None:
         """Relay the logged events after `after`, then the live ones, to the terminal event; a reader
