@@ -20,6 +20,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV
 export PIP_ROOT_USER_ACTION := ignore
 
+.PHONY: test-h11 bench-peers
 .PHONY: run test lint typecheck check bench package lock fuzz test-newest-msgspec \
 	build-StreamFunction build-BufferedFunction clean
 
@@ -61,6 +62,12 @@ test: $(STAMP) $(LAMBDA_TOOLS) $(BROWSER)
 	$(BIN)/python -m mypy
 	@$(BIN)/python -m tests.support.browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The network tests (every one that serves the app with uvicorn) again on the other server stack: `make test`
+# serves on uvloop + httptools (SERVER_STACK=fast, the default), this on asyncio + h11, the fallback.
+NETWORK_TESTS := tests/app/http tests/providers/test_contract.py tests/app/test_logs.py
+test-h11: $(STAMP) $(BROWSER)
+	SERVER_STACK=h11 $(BIN)/python -m pytest $(NETWORK_TESTS)
 
 # The decoding tests again with the newest msgspec on PyPI (not the locked one), in a scratch environment:
 # the invalid-UTF-8 classification must not depend on a msgspec release's exception class.
