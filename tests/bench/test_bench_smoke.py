@@ -21,6 +21,7 @@ EXPECTED_ROWS = {
     "coldstart": [
         "ours buffered handler, mock vs import litestar",
         "ours streaming runtime, mock vs import litestar",
+        "ours streaming runtime, mock, CANCEL_TABLE vs without the table",
         "mock path imports openai",
     ],
     "memory": ["ours streaming runtime, mock: peak RSS after 3 streams (MB)"],
