@@ -95,6 +95,19 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# tokenrelay beside the LiteLLM proxy, FastAPI + sse-starlette and a bare ASGI app (bench/peers.py). LiteLLM
+# gets a virtualenv of its own, at a pinned version, never in uv.lock; loopback only.
+LITELLM_VERSION := 1.108.7
+PEERS_VENV := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.litellm-$(LITELLM_VERSION)
+$(PEERS_STAMP): $(UV)
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(PEERS_VENV)
+	$(UV) pip install --quiet --python $(PEERS_VENV)/bin/python "litellm[proxy]==$(LITELLM_VERSION)"
+	touch $@
+
+bench-peers: $(STAMP) $(PEERS_STAMP)
+	$(BIN)/python -m bench.peers $(PEERS_ARGS)
+
 # The Lambda artifact (arm64, python3.12), trimmed, with cold-path bytecode: dist/tokenrelay-lambda.zip.
 package: $(STAMP)
 	$(BIN)/python -m scripts.lambda_package
@@ -104,4 +117,4 @@ build-StreamFunction build-BufferedFunction: $(STAMP)
 	$(BIN)/python -m scripts.lambda_package --out "$(ARTIFACTS_DIR)" --no-zip
 
 clean:
-	rm -rf $(VENV) $(NEWEST) .tools .mypy_cache .ruff_cache .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(NEWEST) $(PEERS_VENV) .tools .mypy_cache .ruff_cache .pytest_cache build *.egg-info
