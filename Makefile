@@ -66,7 +66,7 @@ test: $(STAMP) $(LAMBDA_TOOLS) $(BROWSER)
 # The network tests (every one that serves the app with uvicorn) again on the other server stack: `make test`
 # serves on uvloop + httptools (SERVER_STACK=fast, the default), this on asyncio + h11, the fallback.
 NETWORK_TESTS := tests/app/http tests/providers/test_contract.py tests/app/test_logs.py
-test-h11: $(STAMP) $(BROWSER)
+test-h11: $(STAMP) $(LAMBDA_TOOLS) $(BROWSER)
 	SERVER_STACK=h11 $(BIN)/python -m pytest $(NETWORK_TESTS)
 
 # The decoding tests again with the newest msgspec on PyPI (not the locked one), in a scratch environment:
