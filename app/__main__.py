@@ -19,7 +19,8 @@ def main() -> int:
         print(f"tokenrelay: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    app = create_app(settings)
+    # A server has time before its first request: the AWS clients are built now, not by the first stream.
+    app = create_app(settings, aws_clients_at_start=True)
     stack = server_stack(settings.server_stack, head_timeout_s=settings.request_head_timeout_s)
     log_event(
         "server_start",

@@ -142,12 +142,20 @@ def create_app(
     *,
     cancels: CancelRegistry | None = None,
     stream_log: StreamLog | None = None,
+    aws_clients_at_start: bool = False,
 ) -> Litestar:
-    """The ASGI app; tests and hosts pass their own provider, cancel registry and stream log."""
+    """The ASGI app; tests and hosts pass their own provider, cancel registry and stream log.
+
+    `aws_clients_at_start`: build the DynamoDB client now, as a long-lived server wants (`python -m app`: its
+    first streams are then resumable and cancellable at once, and a bad AWS configuration fails the start);
+    by default it is built in the background by the first stream, as a Lambda cold start wants.
+    """
     settings = settings if settings is not None else Settings.from_env()
     provider = provider if provider is not None else build_provider(settings)
     # One boto3 client for both tables' users, built in the background by the first stream.
     dynamodb = DynamoDBClient() if settings.cancel_table or settings.stream_table else None
+    if dynamodb is not None and aws_clients_at_start:
+        dynamodb.build_now()
     services = Services(
         settings=settings,
         provider=provider,

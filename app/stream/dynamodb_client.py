@@ -7,7 +7,11 @@ built in a worker thread that starts when the first stream registers: it runs wh
 the provider's first token (network I/O, which releases the GIL), and whatever first needs the client
 awaits it. Before a stream, building costs nothing at all, so init stays as fast as without a table.
 
-A configuration error (no region, a malformed endpoint) surfaces where the client is first needed, as any
+The price: the first stream of an instance is written to the table only once the client exists, so a
+resume or cancel reaching another instance within that time finds nothing yet. On Lambda that is the
+trade a cold start wants; a long-lived server (`python -m app`) builds the client at its start instead
+(`create_app(aws_clients_at_start=True)`), and a bad AWS configuration then fails the start. Otherwise a
+configuration error (no region, a malformed endpoint) surfaces where the client is first needed, as any
 failure of the table does: a background write logs it, a read becomes the caller's error.
 """
 
@@ -57,6 +61,15 @@ class DynamoDBClient:
                 return
             self._building = True
         threading.Thread(target=self._run, name="dynamodb-client", daemon=True).start()
+
+    def build_now(self) -> None:
+        """Build the client in this thread, now (a server at its start); its error is raised here."""
+        with self._started:
+            if self._building:
+                return
+            self._building = True
+        self._run()
+        self._future.result()
 
     async def get(self) -> Any:
         """The client, once built (building it now if nothing started it); its build error, if it failed."""

@@ -12,9 +12,12 @@ from typing import Any
 
 import pytest
 
+from app.factory import create_app
+from app.settings import Settings
 from app.stream import dynamodb_client
 from app.stream.cancel.dynamodb import DynamoDBCancelRegistry
 from app.stream.dynamodb_client import DynamoDBClient
+from providers.mock import MockProvider
 from tests.support.timeouts import run_async
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -120,3 +123,24 @@ def test_building_the_app_with_a_table_does_not_import_boto3() -> None:
         check=True,
     )
     assert done.stdout.split() == ["False", "False"]
+
+
+def test_a_server_builds_the_client_at_its_start_and_fails_there_on_a_bad_configuration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`python -m app` has time before its first request: its first stream must not wait for the client."""
+    built: list[str] = []
+
+    def build() -> object:
+        built.append(threading.current_thread().name)
+        return object()
+
+    monkeypatch.setattr(dynamodb_client, "_build", build)
+    create_app(Settings(cancel_table="t"), MockProvider(), aws_clients_at_start=True)
+    assert built == [threading.current_thread().name]  # at once, in the caller's thread
+
+    failing = _GatedBuild(error=ValueError("You must specify a region."))
+    failing.gate.set()
+    monkeypatch.setattr(dynamodb_client, "_build", failing)
+    with pytest.raises(ValueError, match="region"):
+        create_app(Settings(cancel_table="t"), MockProvider(), aws_clients_at_start=True)
