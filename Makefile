@@ -20,6 +20,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV
 export PIP_ROOT_USER_ACTION := ignore
 
+.PHONY: test-h11 bench-peers
 .PHONY: run test lint typecheck check bench package lock fuzz test-newest-msgspec \
 	build-StreamFunction build-BufferedFunction clean smoke
 
@@ -62,6 +63,12 @@ test: $(STAMP) $(LAMBDA_TOOLS) $(BROWSER)
 	@$(BIN)/python -m tests.support.browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The network tests (every one that serves the app with uvicorn) again on the other server stack: `make test`
+# serves on uvloop + httptools (SERVER_STACK=fast, the default), this on asyncio + h11, the fallback.
+NETWORK_TESTS := tests/app/http tests/providers/test_contract.py tests/app/test_logs.py
+test-h11: $(STAMP) $(LAMBDA_TOOLS) $(BROWSER)
+	SERVER_STACK=h11 $(BIN)/python -m pytest $(NETWORK_TESTS)
+
 # The decoding tests again with the newest msgspec on PyPI (not the locked one), in a scratch environment:
 # the invalid-UTF-8 classification must not depend on a msgspec release's exception class.
 NEWEST := $(VENV)-newest
@@ -101,6 +108,19 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# tokenrelay beside the LiteLLM proxy, FastAPI + sse-starlette and a bare ASGI app (bench/peers.py). LiteLLM
+# gets a virtualenv of its own, at a pinned version, never in uv.lock; loopback only.
+LITELLM_VERSION := 1.108.7
+PEERS_VENV := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.litellm-$(LITELLM_VERSION)
+$(PEERS_STAMP): $(UV)
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(PEERS_VENV)
+	$(UV) pip install --quiet --python $(PEERS_VENV)/bin/python "litellm[proxy]==$(LITELLM_VERSION)"
+	touch $@
+
+bench-peers: $(STAMP) $(PEERS_STAMP)
+	$(BIN)/python -m bench.peers $(PEERS_ARGS)
+
 # The Lambda artifact (arm64, python3.12), trimmed, with cold-path bytecode: dist/tokenrelay-lambda.zip.
 package: $(STAMP)
 	$(BIN)/python -m scripts.lambda_package
@@ -110,4 +130,4 @@ build-StreamFunction build-BufferedFunction: $(STAMP)
 	$(BIN)/python -m scripts.lambda_package --out "$(ARTIFACTS_DIR)" --no-zip
 
 clean:
-	rm -rf $(VENV) $(NEWEST) .tools .mypy_cache .ruff_cache .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(NEWEST) $(PEERS_VENV) .tools .mypy_cache .ruff_cache .pytest_cache build *.egg-info

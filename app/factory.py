@@ -35,6 +35,7 @@ from app.metrics.recorder import MetricsSink, StreamMetrics
 from app.settings import Settings
 from app.stream.cancel import CancelRegistry
 from app.stream.cancel.memory import InMemoryCancelRegistry
+from app.stream.dynamodb_client import DynamoDBClient
 from app.stream.log import StreamLog
 from app.stream.log.memory import InMemoryStreamLog
 from app.stream.services import Services
@@ -85,8 +86,9 @@ def build_provider(settings: Settings) -> Provider:
     return MockProvider(token_delay_s=settings.mock_token_delay_ms / 1000)
 
 
-def build_cancel_registry(settings: Settings) -> CancelRegistry:
-    """DynamoDB when `CANCEL_TABLE` is set (Lambda: the cancel reaches another instance), else in memory."""
+def build_cancel_registry(settings: Settings, dynamodb: DynamoDBClient | None = None) -> CancelRegistry:
+    """DynamoDB when `CANCEL_TABLE` is set (Lambda: the cancel reaches another instance), else in memory;
+    `dynamodb`: the client shared with the stream log (built in the background on first use)."""
     if settings.cancel_table:
         from app.stream.cancel.dynamodb import DynamoDBCancelRegistry
 
@@ -95,11 +97,12 @@ def build_cancel_registry(settings: Settings) -> CancelRegistry:
             settings.cancel_table,
             poll_interval_s=settings.cancel_poll_interval_s,
             ttl_s=settings.stream_deadline_s + 3600,
+            client=dynamodb,
         )
     return InMemoryCancelRegistry()
 
 
-def build_stream_log(settings: Settings) -> StreamLog:
+def build_stream_log(settings: Settings, dynamodb: DynamoDBClient | None = None) -> StreamLog:
     """Where resumable streams are logged: in memory (one process) unless `STREAM_TABLE` is set."""
     if settings.stream_table:
         from app.stream.log.dynamodb import DynamoDBStreamLog
@@ -112,6 +115,7 @@ def build_stream_log(settings: Settings) -> StreamLog:
             poll_interval_s=settings.stream_log_poll_s,
             # As the cancel registry's items: longer than the longest stream, with slack for clock skew.
             live_ttl_s=settings.stream_deadline_s + 3600,
+            client=dynamodb,
         )
     return InMemoryStreamLog(retention_s=settings.stream_retention_s)
 
@@ -159,16 +163,26 @@ def create_app(
     *,
     cancels: CancelRegistry | None = None,
     stream_log: StreamLog | None = None,
+    aws_clients_at_start: bool = False,
 ) -> Litestar:
-    """The ASGI app; tests and hosts pass their own provider, cancel registry and stream log."""
+    """The ASGI app; tests and hosts pass their own provider, cancel registry and stream log.
+
+    `aws_clients_at_start`: build the DynamoDB client now, as a long-lived server wants (`python -m app`: its
+    first streams are then resumable and cancellable at once, and a bad AWS configuration fails the start);
+    by default it is built in the background by the first stream, as a Lambda cold start wants.
+    """
     settings = settings if settings is not None else Settings.from_env()
     provider = provider if provider is not None else build_provider(settings)
     metrics, prometheus = build_metrics(settings, provider)
+    # One boto3 client for both tables' users, built in the background by the first stream.
+    dynamodb = DynamoDBClient() if settings.cancel_table or settings.stream_table else None
+    if dynamodb is not None and aws_clients_at_start:
+        dynamodb.build_now()
     services = Services(
         settings=settings,
         provider=provider,
-        cancels=cancels if cancels is not None else build_cancel_registry(settings),
-        stream_log=stream_log if stream_log is not None else build_stream_log(settings),
+        cancels=cancels if cancels is not None else build_cancel_registry(settings, dynamodb),
+        stream_log=stream_log if stream_log is not None else build_stream_log(settings, dynamodb),
         started=int(time.time()),
         metrics=metrics,
     )

@@ -13,6 +13,8 @@ import msgspec
 
 ProviderName = Literal["mock", "openai", "bedrock"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+# uvicorn's event loop and HTTP parser under `python -m app` (app/http/server.py).
+ServerStack = Literal["fast", "h11"]
 
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 
@@ -71,6 +73,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     request_head_timeout_s: float = 10.0
     request_body_timeout_s: float = 30.0
     keep_alive_timeout_s: int = 5
+    server_stack: ServerStack = "fast"
     api_keys: tuple[Secret, ...] = ()
     log_level: LogLevel = "INFO"
     log_prompts: bool = False
@@ -156,6 +159,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             keep_alive_timeout_s=int(
                 env.number("KEEP_ALIVE_TIMEOUT_S", 5, minimum=1, maximum=600, integer=True)
             ),
+            server_stack=env.choice("SERVER_STACK", ("fast", "h11"), "fast"),  # type: ignore[arg-type]
             api_keys=tuple(Secret(key) for key in env.csv("API_KEYS")),
             log_level=env.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),  # type: ignore[arg-type]
             log_prompts=env.flag("LOG_PROMPTS", default=False),

@@ -1,10 +1,14 @@
 """One app under test, served by one uvicorn worker on 127.0.0.1 in its own process.
 
-    python -m bench.serve {ours,bare,fastapi} [--stamp]
+    python -m bench.serve {ours,bare,fastapi} [--stamp] [--sliced CHUNKS] [--stack fast|h11]
 
 Prints the port on the first line of stdout, then serves until terminated. With `--stamp` the first
 delta of every answer carries the `time.perf_counter_ns()` at which the provider produced it
 (`CLOCK_MONOTONIC`, comparable across processes), so a client can measure the latency the app adds.
+With `--sliced N` every answer is the peer benchmark's text in N three-character deltas
+(`bench.workload.SlicedTextProvider`, what LiteLLM's mock streams). `--stack` picks uvicorn's event loop
+and HTTP parser as `python -m app` does (`SERVER_STACK`); the default is asyncio + h11, what the other
+benchmarks' tables were measured on.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import uvicorn
 
+from app.http.server import server_stack
 from bench import report, workload
 from bench.workload import ASGIApp
 from providers.mock import MockProvider
@@ -85,18 +90,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = report.parser(__doc__)
     parser.add_argument("app", choices=APPS)
     parser.add_argument("--stamp", action="store_true")
+    parser.add_argument("--sliced", type=int, metavar="CHUNKS")
+    parser.add_argument("--stack", choices=("fast", "h11"), default="h11")
     args = parser.parse_args(argv)
     raise_fd_limit()
     logging.getLogger("tokenrelay").setLevel(logging.WARNING)
     mock = MockProvider()
     provider: Provider = StampingProvider(mock) if args.stamp else mock
+    if args.sliced is not None:
+        provider = workload.SlicedTextProvider(workload.peer_text(args.sliced))
+    stack = server_stack(args.stack)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(4096)
     print(sock.getsockname()[1], flush=True)
     config = uvicorn.Config(
-        build(args.app, provider), lifespan="on", access_log=False, log_config=None, log_level="warning"
+        build(args.app, provider),
+        loop=stack.loop,
+        http=stack.parser,
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        log_level="warning",
     )
     uvicorn.Server(config).run(sockets=[sock])
     return 0

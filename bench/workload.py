@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import msgspec
 
 from app.settings import Settings
 from providers.mock import compose_answer, tokenize
-from providers.protocol import ChatMessage, ChatRequest, MockDirectives
+from providers.protocol import (
+    ChatMessage,
+    ChatRequest,
+    Finish,
+    MockDirectives,
+    StreamItem,
+    TextDelta,
+    Usage,
+)
 
 PROMPT = "How do tokens travel from a model to a browser?"
 MODEL = "mock"
@@ -96,3 +105,49 @@ def decode_native_deltas(body: bytes) -> list[str]:
             data = block.split(b"\ndata: ", 1)[1]
             texts.append(msgspec.json.decode(data)["text"])
     return texts
+
+
+# --- the peers' workload (bench/peers.py): what LiteLLM's `mock_response` streams, for every app alike ---
+
+# LiteLLM's mock slices its `mock_response` into chunks of this many characters; every app of the peer
+# benchmark streams the same text in the same slices, so chunks and characters compare one to one.
+PEER_SLICE_CHARS = 3
+_PEER_SENTENCE = "Tokens travel from a model to a browser one small slice at a time. "
+
+
+def peer_text(chunks: int) -> str:
+    """The answer of the peer benchmark: exactly `chunks` slices of PEER_SLICE_CHARS characters."""
+    length = chunks * PEER_SLICE_CHARS
+    return (_PEER_SENTENCE * (length // len(_PEER_SENTENCE) + 1))[:length]
+
+
+class SlicedTextProvider:
+    """Streams `text` in PEER_SLICE_CHARS-character deltas at no delay, as LiteLLM's mock does, whatever
+    is asked; it suspends before each delta, as the `Provider` protocol requires of every provider."""
+
+    def __init__(self, text: str) -> None:
+        self._slices = [text[i : i + PEER_SLICE_CHARS] for i in range(0, len(text), PEER_SLICE_CHARS)]
+
+    @property
+    def name(self) -> str:
+        return "mock"
+
+    @property
+    def forwards_extra(self) -> bool:
+        return False
+
+    def models(self) -> Sequence[str]:
+        return (MODEL,)
+
+    async def list_models(self) -> Sequence[str]:
+        return (MODEL,)
+
+    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[StreamItem]:
+        for piece in self._slices:
+            await asyncio.sleep(0)
+            yield TextDelta(piece)
+        await asyncio.sleep(0)
+        yield Finish(reason="stop", usage=Usage(prompt_tokens=1, completion_tokens=len(self._slices)))
+
+    async def aclose(self) -> None:
+        return None

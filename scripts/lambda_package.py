@@ -52,6 +52,8 @@ TRIMMED = {
     "httpcore": ("httpcore",),
     "litestar-htmx": ("litestar_htmx",),
     "uvicorn": ("uvicorn",),  # the local server; Lambda calls the handler
+    "uvloop": ("uvloop",),  # the local server's event loop and HTTP parser (app/http/server.py)
+    "httptools": ("httptools",),
 }
 # Files no import reads: type stubs, bytecode of another interpreter, console scripts.
 TRIMMED_SUFFIXES = (".pyi", ".pyc")

@@ -22,6 +22,7 @@ EXPECTED_ROWS = {
     "coldstart": [
         "ours buffered handler, mock vs import litestar",
         "ours streaming runtime, mock vs import litestar",
+        "ours streaming runtime, mock, CANCEL_TABLE vs without the table",
         "mock path imports openai",
         "ours streaming runtime, bedrock vs import litestar",
     ],

@@ -2,10 +2,15 @@
 
 The listening socket is bound before the server starts, so the port is known at once and early
 connections wait in the backlog: no polling or sleeping to find out when the server is up.
+
+It serves on the stack `SERVER_STACK` names, as `python -m app` does: `fast` (uvloop + httptools, the
+default) or `h11` (asyncio + h11); CI runs the network tests once on each. Here `fast` never falls back:
+a test run that asked for it and did not get it would prove nothing about it.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -14,6 +19,9 @@ from dataclasses import dataclass
 
 import uvicorn
 from litestar import Litestar
+
+from app.http.server import Stack, server_stack
+from app.settings import ServerStack
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,22 @@ class RunningServer:
     @property
     def ws_url(self) -> str:
         return f"ws://{self.host}:{self.port}"
+
+
+def requested_stack() -> ServerStack:
+    """The server stack of this test run (`SERVER_STACK`, default `fast`)."""
+    name = os.environ.get("SERVER_STACK", "fast")
+    if name not in ("fast", "h11"):
+        raise RuntimeError(f"SERVER_STACK={name!r} is not one of: fast, h11")
+    return "fast" if name == "fast" else "h11"
+
+
+def test_stack() -> Stack:
+    """The resolved stack of this test run; `fast` without uvloop or httptools is an error, not h11."""
+    stack = server_stack(requested_stack())
+    if stack.fallback_reason is not None:
+        raise RuntimeError(f"SERVER_STACK=fast, but {stack.fallback_reason}")
+    return stack
 
 
 def free_port() -> int:
@@ -52,8 +76,11 @@ def serve(
     sock.listen(2048)
     port = sock.getsockname()[1]
     if config is None:
+        stack = test_stack()
         config = uvicorn.Config(
             app,
+            loop=stack.loop,
+            http=stack.parser,
             lifespan="on",
             access_log=False,
             log_config=None,

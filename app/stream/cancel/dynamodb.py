@@ -6,10 +6,11 @@ live stream: `stream_id` (hash key), `cancelled`, `owner` (the digest of the API
 the service has keys), and `expires_at` (epoch seconds, the table's TTL attribute) so that items of crashed
 instances disappear on their own.
 
-Nothing here sits between a stream and its first byte: registration is written in the background, and a
-per-stream watcher polls the item and keeps a local flag that `is_cancelled` reads. A slow or failing table
-therefore delays a cancel, never a token. Release is awaited (for a bounded time) after the last token,
-before the response ends, because Lambda freezes an instance whose invocation is done.
+Nothing here sits between a stream and its first byte: the boto3 client is built in a worker thread that
+the first registration starts (`app/stream/dynamodb_client.py`), registration is written in the
+background, and a per-stream watcher polls the item and keeps a local flag that `is_cancelled` reads. A
+slow or failing table therefore delays a cancel, never a token. Release is awaited (for a bounded time)
+after the last token, before the response ends, because Lambda freezes an instance whose invocation is done.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Coroutine
 from typing import Any, Final
 
 from app.logs import log_event
+from app.stream.dynamodb_client import DynamoDBClient
 
 # How often the session reads the local flag; the table itself is read every `poll_interval_s`.
 _LOCAL_CHECK_S: Final = 0.1
@@ -39,12 +41,8 @@ class DynamoDBCancelRegistry:
         ttl_s: float = 3600.0,
         client: Any | None = None,
     ) -> None:
-        if client is None:
-            # Imported only when a table is configured: boto3 adds ~0.2 s to a cold start.
-            import boto3
-
-            client = boto3.client("dynamodb")
-        self._client = client
+        # A boto3 client (tests), or the shared one the factory builds in the background; None: our own.
+        self._client = client if isinstance(client, DynamoDBClient) else DynamoDBClient(client)
         self._table = table
         self._table_poll_s = poll_interval_s
         self._ttl_s = ttl_s
@@ -59,6 +57,7 @@ class DynamoDBCancelRegistry:
         return min(_LOCAL_CHECK_S, self._table_poll_s)
 
     async def register(self, stream_id: str, owner: str | None = None) -> None:
+        self._client.warm()  # built while this stream waits for its first token
         self._cancelled[stream_id] = False
         self._owners[stream_id] = owner
         self._writes[stream_id] = self._spawn(self._put(stream_id, owner))
@@ -81,9 +80,10 @@ class DynamoDBCancelRegistry:
         else:
             condition += "#owner = :owner"
             values[":owner"] = {"S": owner}
+        client = await self._client.get()
         try:
             await asyncio.to_thread(
-                self._client.update_item,
+                client.update_item,
                 TableName=self._table,
                 Key={"stream_id": {"S": stream_id}},
                 UpdateExpression="SET cancelled = :yes",
@@ -91,7 +91,7 @@ class DynamoDBCancelRegistry:
                 ExpressionAttributeNames={"#owner": "owner"},
                 ExpressionAttributeValues=values,
             )
-        except self._client.exceptions.ConditionalCheckFailedException:
+        except client.exceptions.ConditionalCheckFailedException:
             return False
         return True
 
@@ -124,7 +124,7 @@ class DynamoDBCancelRegistry:
         }
         if owner is not None:
             item["owner"] = {"S": owner}
-        await self._call("register", stream_id, self._client.put_item, TableName=self._table, Item=item)
+        await self._call("register", stream_id, "put_item", TableName=self._table, Item=item)
 
     async def _delete(self, stream_id: str, registered: asyncio.Task[None] | None) -> None:
         if registered is not None:
@@ -133,7 +133,7 @@ class DynamoDBCancelRegistry:
         await self._call(
             "release",
             stream_id,
-            self._client.delete_item,
+            "delete_item",
             TableName=self._table,
             Key={"stream_id": {"S": stream_id}},
         )
@@ -144,7 +144,7 @@ class DynamoDBCancelRegistry:
             item = await self._call(
                 "poll",
                 stream_id,
-                self._client.get_item,
+                "get_item",
                 TableName=self._table,
                 Key={"stream_id": {"S": stream_id}},
                 ProjectionExpression="cancelled",
@@ -155,10 +155,12 @@ class DynamoDBCancelRegistry:
                     self._cancelled[stream_id] = True
                 return
 
-    async def _call(self, operation: str, stream_id: str, method: Any, **kwargs: Any) -> Any:
-        """Run one blocking boto3 call off the event loop; a failure is logged, never raised into a stream."""
+    async def _call(self, operation: str, stream_id: str, method: str, **kwargs: Any) -> Any:
+        """Run one blocking boto3 call off the event loop; a failure (the client's build included) is logged,
+        never raised into a stream."""
         try:
-            return await asyncio.to_thread(method, **kwargs)
+            client = await self._client.get()
+            return await asyncio.to_thread(getattr(client, method), **kwargs)
         except Exception as exc:
             log_event(
                 "cancel_table_error",

@@ -11,7 +11,8 @@ therefore typed by their key; none can meet a cancel item, whose key is a bare (
 - `chat#<owner>#<chat_id>`, the chat's newest stream: `stream` (its id), `expires_at` (`<owner>` is empty
   without API keys).
 
-Writing never sits between a stream and its client. `open` and `append` return at once; a writer task per
+Writing never sits between a stream and its client. The boto3 client is built in a worker thread that the
+first `open` starts (`app/stream/dynamodb_client.py`), `open` and `append` return at once; a writer task per
 stream puts the meta and the chat's item, then one batch item per flush: when the oldest buffered event
 is `flush_interval_s` old, or the buffer holds `flush_bytes`. Batches are written one after the other, a
 batch only once the previous one is stored, so the table always holds a prefix of the stream with no hole;
@@ -54,6 +55,7 @@ from collections.abc import AsyncGenerator, Coroutine
 from typing import Any, Final
 
 from app.logs import log_event
+from app.stream.dynamodb_client import DynamoDBClient
 from app.stream.log import LoggedStream, StreamLogUnavailable
 from app.stream.log.memory import InMemoryStreamLog
 
@@ -175,12 +177,8 @@ class DynamoDBStreamLog:
         ):
             if not value > 0:
                 raise ValueError(f"DynamoDBStreamLog: {name} must be positive, not {value!r}")
-        if client is None:
-            # Imported only when a table is configured: boto3 adds ~0.2 s to a cold start.
-            import boto3
-
-            client = boto3.client("dynamodb")
-        self._client = client
+        # A boto3 client (tests), or the shared one the factory builds in the background; None: our own.
+        self._client = client if isinstance(client, DynamoDBClient) else DynamoDBClient(client)
         self._table = table
         self._retention_s = retention_s
         self._flush_s = flush_interval_s
@@ -197,6 +195,7 @@ class DynamoDBStreamLog:
     async def open(
         self, stream_id: str, *, owner: str | None, dialect: str, chat_id: str | None = None
     ) -> None:
+        self._client.warm()  # built while this stream waits for its first token
         await self._local.open(stream_id, owner=owner, dialect=dialect, chat_id=chat_id)
         expires_at = math.ceil(time.time() + self._live_ttl_s + self._retention_s)
         producer = _Producer(stream_id, owner, dialect, chat_id, expires_at)
@@ -256,7 +255,7 @@ class DynamoDBStreamLog:
         response = await self._read(
             "active_for_chat",
             None,
-            self._client.get_item,
+            "get_item",
             TableName=self._table,
             Key=_key(_chat_key(chat_id, owner)),
             ConsistentRead=True,
@@ -326,7 +325,7 @@ class DynamoDBStreamLog:
         response = await self._read(
             operation,
             stream_id,
-            self._client.get_item,
+            "get_item",
             TableName=self._table,
             Key=_key(_meta_key(stream_id)),
             ConsistentRead=True,
@@ -341,7 +340,7 @@ class DynamoDBStreamLog:
             response = await self._read(
                 "follow",
                 stream_id,
-                self._client.batch_get_item,
+                "batch_get_item",
                 RequestItems={self._table: request},
             )
             # Keyed by the table as DynamoDB names it (a name given as an ARN may come back as the name).
@@ -355,10 +354,12 @@ class DynamoDBStreamLog:
             await asyncio.sleep(0.05 * 2**attempt)
         raise StreamLogUnavailable(f"the log of stream {stream_id} could not be read: throttled")
 
-    async def _read(self, operation: str, stream_id: str | None, method: Any, **kwargs: Any) -> Item:
-        """One blocking boto3 read off the event loop; any failure becomes `StreamLogUnavailable`."""
+    async def _read(self, operation: str, stream_id: str | None, method: str, **kwargs: Any) -> Item:
+        """One blocking boto3 read off the event loop; any failure (the client's build included) becomes
+        `StreamLogUnavailable`."""
         try:
-            response: Item = await asyncio.to_thread(method, **kwargs)
+            client = await self._client.get()
+            response: Item = await asyncio.to_thread(getattr(client, method), **kwargs)
         except Exception as exc:
             log_event(
                 "stream_log_error",
@@ -413,7 +414,7 @@ class DynamoDBStreamLog:
             stored = await self._call(
                 "flush",
                 producer.stream_id,
-                self._client.put_item,
+                "put_item",
                 TableName=self._table,
                 Item={
                     **_key(_batch_key(producer.stream_id, number)),
@@ -456,9 +457,7 @@ class DynamoDBStreamLog:
         if producer.chat_id is not None:
             item["chat_id"] = {"S": producer.chat_id}
         operation = "close" if closed else "open"
-        if await self._call(
-            operation, producer.stream_id, self._client.put_item, TableName=self._table, Item=item
-        ):
+        if await self._call(operation, producer.stream_id, "put_item", TableName=self._table, Item=item):
             producer.meta_written = True
         else:
             producer.retry_at = time.monotonic() + self._flush_s
@@ -470,17 +469,17 @@ class DynamoDBStreamLog:
             "stream": {"S": producer.stream_id},
             "expires_at": {"N": str(producer.expires_at)},
         }
-        if await self._call(
-            "open", producer.stream_id, self._client.put_item, TableName=self._table, Item=item
-        ):
+        if await self._call("open", producer.stream_id, "put_item", TableName=self._table, Item=item):
             producer.pointer_written = True
         else:
             producer.retry_at = time.monotonic() + self._flush_s
 
-    async def _call(self, operation: str, stream_id: str, method: Any, **kwargs: Any) -> bool:
-        """One blocking boto3 write off the event loop; a failure is logged, never raised into a stream."""
+    async def _call(self, operation: str, stream_id: str, method: str, **kwargs: Any) -> bool:
+        """One blocking boto3 write off the event loop; a failure (the client's build included) is logged,
+        never raised into a stream."""
         try:
-            await asyncio.to_thread(method, **kwargs)
+            client = await self._client.get()
+            await asyncio.to_thread(getattr(client, method), **kwargs)
         except Exception as exc:
             log_event(
                 "stream_log_error",

@@ -4,6 +4,7 @@ uvicorn worker). Several workers or Lambda instances need the shared DynamoDB lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncGenerator
 
@@ -92,10 +93,11 @@ class InMemoryStreamLog:
             timeout_s = None if until is None else until - time.monotonic()
             if timeout_s is not None and timeout_s <= 0:
                 return
-            try:
+            # A timeout is not the end: uvloop's timers keep libuv's millisecond clock and may fire a little
+            # before `time.monotonic()` reaches `until`; the check above ends the iteration by that clock,
+            # which is the one the caller compares with (to send its resume hint).
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), timeout_s)
-            except TimeoutError:
-                return
 
     def _expire(self) -> None:
         oldest = time.monotonic() - self._retention_s

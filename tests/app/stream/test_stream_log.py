@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import pytest
+import uvloop
 
 from app.stream.log import LoggedStream, StreamLog
 from app.stream.log.memory import InMemoryStreamLog
@@ -73,6 +74,34 @@ def test_a_reader_with_a_deadline_stops_before_the_end(stream_log: StreamLog) ->
 
     assert events == [_event(1)]
     assert 0.25 <= waited_s < 5
+
+
+@pytest.mark.parametrize(
+    "loop_factory", [asyncio.new_event_loop, uvloop.new_event_loop], ids=["asyncio", "uvloop"]
+)
+def test_a_reader_with_a_deadline_ends_only_once_the_deadline_has_passed(
+    stream_log: StreamLog, loop_factory: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
+    """By `time.monotonic()`, the clock of `until`, on either loop: the follower compares the end with it to
+    decide on its resume hint, and uvloop's millisecond timers may fire a little before it."""
+
+    async def body() -> list[float]:
+        await stream_log.open("edge", owner=None, dialect="stream")
+        late_by: list[float] = []
+        for _ in range(20):
+            until = time.monotonic() + 0.013
+            await _collect(stream_log, "edge", 0, until=until)
+            late_by.append(time.monotonic() - until)
+        return late_by
+
+    async def guarded() -> list[float]:
+        async with asyncio.timeout(20):
+            return await body()
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        late_by = runner.run(guarded())
+
+    assert min(late_by) >= 0
 
 
 def test_a_stream_is_found_by_its_owner_only(stream_log: StreamLog) -> None:
