@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,6 +15,7 @@ from app.stream import dynamodb_client
 from app.stream.cancel.dynamodb import DynamoDBCancelRegistry
 from app.stream.dynamodb_client import DynamoDBClient
 from providers.mock import MockProvider
+from tests.support.imports import modules_after_create_app
 from tests.support.timeouts import run_async
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -107,22 +105,10 @@ def test_registering_a_stream_does_not_wait_for_the_client(monkeypatch: pytest.M
 
 def test_building_the_app_with_a_table_does_not_import_boto3() -> None:
     """A cold start with `CANCEL_TABLE` pays for boto3 only once a stream needs the table."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OPENAI_", "PROVIDER"))}
-    env.update(CANCEL_TABLE="tokenrelay-cancels", AWS_DEFAULT_REGION="us-east-1", PYTHONPATH=str(ROOT))
-    code = (
-        "import sys\nfrom app.factory import create_app\ncreate_app()\n"
-        "print('boto3' in sys.modules, 'botocore' in sys.modules)"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert done.stdout.split() == ["False", "False"]
+    loaded = modules_after_create_app(CANCEL_TABLE="tokenrelay-cancels", AWS_DEFAULT_REGION="us-east-1")
+
+    assert "boto3" not in loaded
+    assert "botocore" not in loaded
 
 
 def test_a_server_builds_the_client_at_its_start_and_fails_there_on_a_bad_configuration(
