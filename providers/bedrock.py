@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
+import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Final
@@ -47,6 +49,8 @@ _CREDENTIAL_CODES: Final = frozenset(
     {"unrecognizedclientexception", "invalidsignatureexception", "expiredtokenexception", "expiredexception"}
 )
 _END: Final = object()
+# How long closing waits for the worker thread to let go of the connection once its read is woken.
+_CLOSE_WAIT_S: Final = 5.0
 
 
 class BedrockProvider:
@@ -212,8 +216,15 @@ class _EventPump:
         # Wakes the thread blocked reading; it then closes the connection. A response the thread has just
         # finished with says so by raising: nothing left to shut.
         with contextlib.suppress(ValueError, RuntimeError, OSError):
-            raw.shutdown()
-        await self._done.wait()
+            _shut(raw)
+        try:
+            async with asyncio.timeout(_CLOSE_WAIT_S):
+                await self._done.wait()
+        except TimeoutError:
+            # The read did not wake (a socket this code cannot reach): the thread ends at the read timeout.
+            logger.warning(
+                "Amazon Bedrock stream not closed within %gs: left to its read timeout", _CLOSE_WAIT_S
+            )
 
     def _run(self) -> None:
         self._opened(+1)
@@ -252,6 +263,23 @@ class _EventPump:
             self._loop.call_soon_threadsafe(callback, *args)
 
 
+def _shut(raw: Any) -> None:
+    """Wake the thread blocked reading urllib3's response `raw`: its `shutdown()` (urllib3 2.3 and newer),
+    else a shutdown of the socket under it (the urllib3 of an older Lambda runtime's botocore)."""
+    shutdown = getattr(raw, "shutdown", None)
+    if shutdown is not None:
+        try:
+            shutdown()
+            return
+        except NotImplementedError:  # urllib3 2.0 to 2.2: only the base class's stub
+            pass
+    # http.client's response reads a buffered SocketIO over the socket (TLS or not).
+    reader = getattr(getattr(raw, "_fp", None), "fp", None)
+    sock = getattr(getattr(reader, "raw", None), "_sock", None)
+    if isinstance(sock, socket.socket):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
 def _translate(exc: Exception, *, model_id: str, started: bool) -> ProviderError:
     """Our error for a botocore failure; after the first item every failure is a `ProviderStreamError`."""
     from botocore.exceptions import (
@@ -259,6 +287,7 @@ def _translate(exc: Exception, *, model_id: str, started: bool) -> ProviderError
         ConnectTimeoutError,
         EndpointConnectionError,
         NoCredentialsError,
+        ParamValidationError,
         ReadTimeoutError,
     )
 
@@ -277,6 +306,10 @@ def _translate(exc: Exception, *, model_id: str, started: bool) -> ProviderError
         return ProviderStreamError("the connection to Amazon Bedrock broke in the middle of the answer")
     if isinstance(exc, ReadTimeoutError | ConnectTimeoutError):
         return ProviderTimeoutError("Amazon Bedrock did not answer in time")
+    if isinstance(exc, ParamValidationError):
+        # botocore's own check of the arguments, before anything is sent (an empty `stop` string, ...).
+        report = " ".join(str(exc.kwargs.get("report", exc)).split())
+        return ProviderBadRequestError(f"Amazon Bedrock cannot take this request: {report}")
     if isinstance(exc, NoCredentialsError):
         return ProviderAuthError("the AWS SDK found no credentials for Amazon Bedrock")
     if isinstance(exc, EndpointConnectionError):
@@ -309,6 +342,9 @@ def _client_error(name: str, detail: str, response: Mapping[str, Any], model_id:
     return ProviderUnavailableError(f"Amazon Bedrock failed ({name}): {detail}")
 
 
+_ARN = re.compile(r"arn:[^\s,;]+")
+
+
 def _access_denied_message(detail: str, model_id: str) -> str:
     """What the deployer must grant: the IAM permission, or the model's access in the Bedrock console."""
     if "not authorized to perform" in detail:
@@ -321,7 +357,10 @@ def _access_denied_message(detail: str, model_id: str) -> str:
             f"model access to {model_id!r} must be granted to this account and region in the Bedrock console "
             "(Model access), or the role lacks bedrock:InvokeModelWithResponseStream on it"
         )
-    return f"Amazon Bedrock denied access: {advice}. Bedrock said: {detail}"
+    # Bedrock's own message names the caller (`arn:aws:sts::<account>:assumed-role/<role>/…`): the account
+    # and role are the deployer's to read in the log, not the API client's.
+    logger.warning("Amazon Bedrock denied access to %r: %s", model_id, detail)
+    return f"Amazon Bedrock denied access: {advice}. Bedrock said: {_ARN.sub('<arn>', detail)}"
 
 
 def _detail(exc: Exception) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
@@ -49,6 +50,8 @@ _IMAGE_FORMATS: Final = {"image/png": "png", "image/jpeg": "jpeg", "image/gif": 
 _IGNORED_EXTRA: Final = frozenset(
     {"metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key", "prompt_cache_retention"}
 )
+
+logger = logging.getLogger("tokenrelay")
 
 
 def _unsupported(param: str, what: str) -> ProviderUnsupportedParameterError:
@@ -246,10 +249,12 @@ class ConverseEvents:
                 yield ToolCallDelta(index=index, id=tool_use["toolUseId"], name=tool_use["name"])
         elif "messageStop" in event:
             reason = event["messageStop"].get("stopReason", "end_turn")
-            if reason not in STOP_REASONS:
-                # `malformed_model_output`, `malformed_tool_use`, or a reason newer than this code.
+            if reason.startswith("malformed_"):  # `malformed_model_output`, `malformed_tool_use`
                 raise ProviderStreamError(f"Amazon Bedrock ended the answer with stopReason={reason!r}")
-            self._reason = STOP_REASONS[reason]
+            if reason not in STOP_REASONS:
+                # A reason newer than this code: the answer is complete all the same.
+                logger.warning("Amazon Bedrock stopReason %r is not known here; reported as 'stop'", reason)
+            self._reason = STOP_REASONS.get(reason, "stop")
         elif "metadata" in event:
             usage = event["metadata"].get("usage")
             if usage is not None:

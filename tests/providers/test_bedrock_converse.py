@@ -60,6 +60,15 @@ def test_a_malformed_answer_is_a_stream_error_and_no_stop_is_no_finish() -> None
     assert ConverseEvents().finish() is None
 
 
+def test_a_stop_reason_newer_than_this_code_still_finishes_the_answer() -> None:
+    events = ConverseEvents()
+    list(events.feed({"messageStop": {"stopReason": "model_context_window_exceeded_v2"}}))
+
+    finish = events.finish()
+    assert finish is not None
+    assert finish.reason == "stop"
+
+
 def test_tool_calls_are_numbered_among_themselves_whatever_their_block_index() -> None:
     events = ConverseEvents()
     feed = [

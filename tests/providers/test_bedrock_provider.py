@@ -302,6 +302,16 @@ def test_access_denied_says_which_permission_is_missing(fake: FakeBedrock) -> No
     assert isinstance(error, ProviderAccessDeniedError)
     assert "bedrock:InvokeModelWithResponseStream on 'fake.denied'" in error.message
     assert "is not authorized to perform" in error.message
+    # The caller's ARN names the account and the role: for the deployer's log, not for the API client.
+    assert "123456789012" not in error.message
+    assert "User: <arn> is not authorized" in error.message
+
+
+def test_arguments_botocore_refuses_before_sending_are_a_bad_request(fake: FakeBedrock) -> None:
+    error, _ = failure_of(fake, ask("fake.echo", stop=("",)))
+
+    assert isinstance(error, ProviderBadRequestError)
+    assert "stopSequences" in error.message
 
 
 def test_a_model_without_access_says_to_grant_model_access(fake: FakeBedrock) -> None:
@@ -418,6 +428,33 @@ def test_closing_the_stream_closes_the_upstream_connection_at_once(fake: FakeBed
 
             assert provider.active_streams == 0
             # The fake sends nothing more after these two: only our close can end its read.
+            assert await asyncio.to_thread(fake.client_closed.wait, 10)
+        finally:
+            await provider.aclose()
+
+    run_async(body)
+
+
+@pytest.mark.parametrize("missing", ["stub", "absent"])
+def test_closing_works_with_a_urllib3_that_has_no_shutdown(
+    fake: FakeBedrock, monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    # urllib3 < 2.3 (an older Lambda runtime's botocore): 2.0 to 2.2 have only the base class's stub, which
+    # raises NotImplementedError, 1.26 nothing at all. The socket under the response is shut instead.
+    import urllib3
+    from urllib3.response import BaseHTTPResponse
+
+    monkeypatch.delattr(urllib3.HTTPResponse, "shutdown")
+    if missing == "absent":
+        monkeypatch.delattr(BaseHTTPResponse, "shutdown")
+
+    async def body() -> None:
+        provider = provider_for(fake)
+        try:
+            items = provider.stream_chat(ask("hangs"))
+            assert await anext(items) == TextDelta("Still ")
+            await items.aclose()  # type: ignore[attr-defined]
+            assert provider.active_streams == 0
             assert await asyncio.to_thread(fake.client_closed.wait, 10)
         finally:
             await provider.aclose()
