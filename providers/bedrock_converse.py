@@ -51,7 +51,7 @@ _IGNORED_EXTRA: Final = frozenset(
     {"metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key", "prompt_cache_retention"}
 )
 
-logger = logging.getLogger("tokenrelay")
+logger = logging.getLogger(__name__)
 
 
 def _unsupported(param: str, what: str) -> ProviderUnsupportedParameterError:
