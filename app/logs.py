@@ -66,6 +66,14 @@ def log_event(event: str, level: int = logging.INFO, **fields: Any) -> None:
         logger.log(level, event, extra={"fields": {**bound, **fields} if bound else fields})
 
 
+def log_metric_record(event: str, **fields: Any) -> None:
+    """Log one event at INFO whatever `LOG_LEVEL` says: an Embedded Metric Format line is where CloudWatch
+    reads the metrics (and the alarms on them) from, so `LOG_LEVEL=WARNING` must not silence them."""
+    bound = _context.get()
+    extra = {"fields": {**bound, **fields} if bound else fields}
+    logger.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0, event, (), None, extra=extra))
+
+
 def bind_log_context(fields: Mapping[str, Any]) -> None:
     """Add `fields` to every line logged from here on in this context (and in tasks it starts later)."""
     if fields:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from app.logs import log_event
+from app.logs import log_event, log_metric_record
 from app.metrics import emf
 from app.metrics.record import StreamEnd, StreamLabels
 
@@ -47,7 +47,7 @@ class StreamMetrics:
         fields = end.log_fields()
         if self.emf:
             fields.update(emf.stream_end_members(end, _now_ms()))
-        log_event("stream_end", **fields)
+        (log_metric_record if self.emf else log_event)("stream_end", **fields)
         for sink in self.sinks:
             sink.stream_ended(end)
 
@@ -56,7 +56,7 @@ class StreamMetrics:
         fields: dict[str, Any] = {"request_id": stream_id, "dialect": dialect}
         if self.emf:
             fields.update(emf.resume_members(dialect, _now_ms()))
-        log_event("stream_resume", **fields)
+        (log_metric_record if self.emf else log_event)("stream_resume", **fields)
         for sink in self.sinks:
             sink.stream_resumed(dialect)
 

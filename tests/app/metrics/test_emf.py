@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import copy
+import json
+import logging
 
 import jsonschema
 import pytest
 
+from app.logs import configure_logging
 from app.metrics import emf
 from app.metrics.record import StreamEnd, StreamLabels
+from app.metrics.recorder import StreamMetrics
 from tests.app.metrics.support import EMF_SCHEMA, assert_valid_emf, emf_metrics
 
 END = StreamEnd(
@@ -85,3 +89,23 @@ def test_the_rules_beyond_the_schema_are_checked_too(break_it: object) -> None:
 
     with pytest.raises(AssertionError):
         assert_valid_emf(record)
+
+
+@pytest.mark.parametrize(("emf", "written"), [(True, True), (False, False)])
+def test_the_emf_line_is_written_even_at_log_level_warning(
+    capsys: pytest.CaptureFixture[str], emf: bool, written: bool
+) -> None:
+    # CloudWatch reads the metrics, and the alarms on them, from this line: LOG_LEVEL must not silence it.
+    logger = logging.getLogger("tokenrelay")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    try:
+        configure_logging("WARNING")
+        StreamMetrics(emf=emf).stream_ended(END)
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = saved
+
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    ends = [line for line in lines if line["event"] == "stream_end"]
+    assert len(ends) == (1 if written else 0)
+    if written:
+        assert_valid_emf(ends[0])
