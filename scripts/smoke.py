@@ -22,6 +22,7 @@ tell, and says so.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -140,9 +141,11 @@ def judge(seen: Measurement, *, key_given: bool, gateway_key_given: bool) -> Ver
         return Verdict(
             False, f"terminal event missing: the stream ended after {len(events)} events (last: {last})"
         )
+    if events[-1] == "error" and len(events) < 3:
+        return Verdict(False, f"the answer failed before it streamed: {_error_text(seen)}")
     if len(events) < 3:
         return Verdict(False, f"too short to tell: only {len(events)} events; ask for a longer answer")
-    if all(gap < BURST_GAP_S for gap in seen.gaps_s):
+    if _buffered(seen):
         return Verdict(
             False,
             f"buffered: all {len(seen.body)} bytes ({len(events)} events) arrived in one burst "
@@ -152,6 +155,32 @@ def judge(seen: Measurement, *, key_given: bool, gateway_key_given: bool) -> Ver
         return Verdict(False, f"streamed, but the answer ended with an error event: {_error_text(seen)}")
     bursts = 1 + sum(gap >= BURST_GAP_S for gap in seen.gaps_s)
     return Verdict(True, f"streamed: {len(events)} events in {bursts} bursts, ending with `done`")
+
+
+def _buffered(seen: Measurement) -> bool:
+    """Whether the bytes came in one burst. With the server's own duration (the `done` event's
+    `timings.duration_ms`), a burst is an arrival spread under a tenth of it: a fast model's deltas a few
+    ms apart still spread over the whole answer, a buffered answer arrives at once whatever its length.
+    Without it, a burst is every gap under BURST_GAP_S."""
+    duration_s = _server_duration_s(seen)
+    if duration_s is not None and duration_s >= 10 * BURST_GAP_S:
+        spread_s = seen.chunk_times[-1] - seen.chunk_times[0] if seen.chunk_times else 0.0
+        return spread_s < duration_s / 10
+    return all(gap < BURST_GAP_S for gap in seen.gaps_s)
+
+
+def _server_duration_s(seen: Measurement) -> float | None:
+    """How long the server says the answer took (the native `done` event), if it says."""
+    text = seen.body.decode("utf-8", errors="replace").replace("\r\n", "\n")
+    frame = text.rsplit("event: done", 1)
+    if len(frame) < 2:
+        return None
+    data = "".join(line[len("data:") :].strip() for line in frame[1].split("\n") if line.startswith("data:"))
+    try:
+        duration_ms = json.loads(data)["timings"]["duration_ms"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return duration_ms / 1000 if isinstance(duration_ms, int | float) else None
 
 
 def _refusal(seen: Measurement, *, key_given: bool, gateway_key_given: bool) -> str:

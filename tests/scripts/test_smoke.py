@@ -23,6 +23,7 @@ import pytest
 from app.factory import create_app
 from app.settings import Secret, Settings
 from providers.mock import MockProvider
+from scripts.smoke import Measurement, judge
 from tests.support.aws import ROOT
 from tests.support.server import serve
 
@@ -181,3 +182,43 @@ def test_a_stream_cut_before_its_terminal_event_is_caught(app_url: str) -> None:
     assert done.returncode == 1
     assert verdict(done).startswith("smoke: terminal event missing: ")
     assert "(last: delta)" in verdict(done)
+
+
+def _measured(events: list[tuple[str, str]], gap_s: float) -> Measurement:
+    """A 200 whose SSE events arrived one per chunk, `gap_s` apart."""
+    seen = Measurement(url="http://127.0.0.1:1/", status=200, started_at=0.0)
+    for index, (name, data) in enumerate(events):
+        seen.chunk_times.append(0.1 + index * gap_s)
+        seen.body.extend(f"event: {name}\ndata: {data}\n\n".encode())
+    return seen
+
+
+def test_a_fast_model_streaming_a_few_ms_apart_is_not_called_buffered() -> None:
+    # 40 deltas 5 ms apart: every gap is under BURST_GAP_S, but they spread over the server's whole answer.
+    deltas = [("delta", '{"type":"delta","text":"x"}')] * 40
+    done = ("done", '{"type":"done","timings":{"ttft_ms":5,"duration_ms":205}}')
+    verdict = judge(
+        _measured([("start", "{}"), *deltas, done], 0.005), key_given=False, gateway_key_given=False
+    )
+
+    assert verdict.streamed, verdict.line
+
+
+def test_the_same_answer_arriving_at_once_is_buffered() -> None:
+    deltas = [("delta", '{"type":"delta","text":"x"}')] * 40
+    done = ("done", '{"type":"done","timings":{"ttft_ms":5,"duration_ms":205}}')
+    verdict = judge(
+        _measured([("start", "{}"), *deltas, done], 0.0001), key_given=False, gateway_key_given=False
+    )
+
+    assert not verdict.streamed
+    assert verdict.line.startswith("buffered:")
+
+
+def test_an_answer_that_fails_at_once_says_so_rather_than_too_short() -> None:
+    error = ("error", '{"type":"error","error":{"message":"upstream down","code":"upstream_unavailable"}}')
+    verdict = judge(_measured([("start", "{}"), error], 0.01), key_given=False, gateway_key_given=False)
+
+    assert not verdict.streamed
+    assert verdict.line.startswith("the answer failed before it streamed:")
+    assert "upstream down" in verdict.line
