@@ -145,6 +145,12 @@ function showUserTurn(turn) {
   ui.conversation.append(article);
 }
 
+/** A line under a user's turn, about what was sent with it. */
+function showUserNote(turn, text) {
+  const article = ui.conversation.querySelector(`article[data-turn-id="${turn.id}"]`);
+  article?.append(element("p", "turn-note", text));
+}
+
 /** An assistant's turn: the Markdown of its answer, its tool calls, its timeline and how it ended. */
 class AssistantView {
   constructor(turn) {
@@ -1037,9 +1043,14 @@ function submit() {
     return;
   }
   current?.stop("superseded"); // first, so that its partial answer is part of the history sent
-  request = { messages: [...conversation.history(), { role: "user", content: text }], ...request };
+  const history = conversation.history();
+  request = { messages: [...history, { role: "user", content: text }], ...request };
   const user = conversation.add({ id: newId("user"), role: "user", text });
   showUserTurn(user);
+  if (history.dropped) {
+    const turns = `${history.dropped} older message${history.dropped === 1 ? " was" : "s were"}`;
+    showUserNote(user, `${turns} not sent with this prompt: the conversation is longer than one request takes.`);
+  }
   const turn = { id: newId("assistant"), role: "assistant", text: "", state: "streaming", note: "" };
   Object.assign(turn, { calls: [], marks: [], summary: "" });
   conversation.add(turn);

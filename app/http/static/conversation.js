@@ -5,6 +5,9 @@ const STORAGE_KEY = "tokenrelay.conversation.v1";
 // While an answer streams, at most one write per this many ms: a reload loses at most that much of it, and
 // a 2,000-delta answer does not serialise the conversation 2,000 times.
 const SAVE_EVERY_MS = 250;
+// What a request carries of the conversation at most, in characters: a quarter of the server's default
+// MAX_BODY_BYTES (1 MiB), so that JSON escaping and the request's other fields always fit.
+export const HISTORY_BUDGET_CHARS = 256 * 1024;
 
 let idSeq = 0;
 
@@ -12,6 +15,21 @@ let idSeq = 0;
 export function newId(prefix) {
   idSeq += 1;
   return `${prefix}-${Date.now().toString(36)}-${idSeq}`;
+}
+
+/** Whether a saved turn has the shape this page draws (an older page's, or a hand edit, may not). */
+function wellFormed(turn) {
+  if (!turn || typeof turn !== "object" || typeof turn.text !== "string") return false;
+  if (turn.role === "user") return true;
+  if (turn.role !== "assistant") return false;
+  const calls = turn.calls ?? [];
+  const marks = turn.marks ?? [];
+  return (
+    Array.isArray(calls) &&
+    calls.every((call) => call && typeof call === "object" && typeof (call.arguments ?? "") === "string") &&
+    Array.isArray(marks) &&
+    marks.every((mark) => Array.isArray(mark) && Number.isFinite(mark[0]))
+  );
 }
 
 /**
@@ -38,7 +56,7 @@ export class Conversation {
     }
     if (saved && typeof saved.id === "string" && Array.isArray(saved.turns)) {
       conversation.id = saved.id;
-      conversation.turns = saved.turns.filter((turn) => turn && typeof turn.text === "string");
+      conversation.turns = saved.turns.filter(wellFormed);
       for (const turn of conversation.turns) {
         // Saved mid-stream, and the page went away without stopping it (a crash, a killed tab).
         if (turn.state === "streaming") {
@@ -61,13 +79,26 @@ export class Conversation {
    * stopped one included (the user saw it); one without text (only a tool call, which the page does not run,
    * or a failure before the first delta) is left out: a call without its result is not a valid turn.
    */
-  history() {
+  history(budgetChars = HISTORY_BUDGET_CHARS) {
     const messages = [];
     for (const turn of this.turns) {
       if (turn.role === "user") messages.push({ role: "user", content: turn.text });
       else if (turn.text) messages.push({ role: "assistant", content: turn.text });
     }
-    return messages;
+    // The newest turns that fit: a conversation longer than the server takes in one request (MAX_BODY_BYTES)
+    // would be refused on every prompt from then on; the oldest turns are left out instead, and counted.
+    let used = 0;
+    let first = messages.length;
+    while (first > 0) {
+      used += messages[first - 1].content.length + 32;
+      if (used > budgetChars) break;
+      first -= 1;
+    }
+    // Start with a user turn: a history that opens with the assistant's answer to a turn left out misleads.
+    while (first < messages.length && messages[first].role !== "user") first += 1;
+    const sent = messages.slice(first);
+    sent.dropped = first;
+    return sent;
   }
 
   clear() {

@@ -60,8 +60,12 @@ function renderer(root) {
         return;
       }
       if (type === smd.IMAGE) {
-        // Its alt text becomes the link's text; its src the link's href, if safe.
-        data.nodes[++data.index] = parent.appendChild(element("a", "image-link"));
+        // Its alt text becomes the link's text; its src the link's href, if safe. Opened elsewhere, as
+        // every link of the answer: following one must not navigate the page away from the conversation.
+        const link = parent.appendChild(element("a", "image-link"));
+        link.rel = "noopener noreferrer nofollow";
+        link.target = "_blank";
+        data.nodes[++data.index] = link;
         return;
       }
       smd.default_add_token(data, type);

@@ -1313,3 +1313,89 @@ def _unfilter(kind: int, line: bytearray, above: bytearray, bpp: int) -> bytearr
             predictor = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
             line[i] = (line[i] + predictor) & 0xFF
     return line
+
+
+def seed_conversation(page: Page, turns: list[Any]) -> None:
+    """A conversation in localStorage as an earlier (or another) page left it, then a reload."""
+    saved = msgspec.json.encode({"id": "chat-seeded", "turns": turns}).decode()
+    page.evaluate("(saved) => localStorage.setItem('tokenrelay.conversation.v1', saved)", saved)
+    page.reload()
+
+
+@pytest.mark.browser
+def test_malformed_saved_turns_are_left_out_and_the_page_still_works(
+    page: Page, server: RunningServer
+) -> None:
+    open_page(page, server)
+    good = {
+        "id": "a-1",
+        "role": "assistant",
+        "text": "Kept.",
+        "state": "done",
+        "calls": [],
+        "marks": [[5, "text"]],
+    }
+    seed_conversation(
+        page,
+        [
+            {"id": "u-1", "role": "user", "text": "Kept too."},
+            good,
+            {"id": "a-2", "role": "assistant", "text": "x", "marks": 5},
+            {"id": "a-3", "role": "assistant", "text": "x", "calls": {}},
+            {"id": "a-4", "role": "assistant", "text": "x", "marks": [None]},
+            {"id": "s-1", "role": "system", "text": "not ours"},
+            "not a turn",
+        ],
+    )
+
+    # The page fixture fails the test on any uncaught error; the well-formed turns are drawn, and it works.
+    assert [t.text_content() for t in page.query_selector_all("#conversation .turn.user .text")] == [
+        "Kept too."
+    ]
+    assert len(page.query_selector_all("#conversation .turn.assistant")) == 1
+    assert text(page, "#status").endswith("is back (2 turns).")
+    ask(page, "and now?", max_tokens=3)
+    assert wait_for_end(page)[0] == "done"
+
+
+@pytest.mark.browser
+def test_a_conversation_longer_than_a_request_sends_its_newest_turns_and_says_so(
+    page: Page, server: RunningServer
+) -> None:
+    long_text = "word " * 30_000  # 150,000 characters a turn: two fit in the page's 256 KiB budget, not three
+    turns: list[dict[str, Any]] = []
+    for n in range(3):
+        turns.append({"id": f"u-{n}", "role": "user", "text": f"question {n}"})
+        turns.append({"id": f"a-{n}", "role": "assistant", "text": long_text, "state": "done"})
+    open_page(page, server)
+    seed_conversation(page, turns)
+    sent = record_requests(page)
+    ask(page, "one more", max_tokens=3)
+    state, status = wait_for_end(page)
+
+    assert state == "done", status
+    [request] = stream_starts(sent)
+    roles = [(m["role"], m["content"][:10]) for m in request.body["messages"]]
+    # The newest turns that fit, starting with a user's, then the prompt.
+    assert roles == [("user", "question 2"), ("assistant", "word word "), ("user", "one more")]
+    *_, last_user = page.query_selector_all("#conversation .turn.user")
+    note = last_user.query_selector(".turn-note")
+    assert note is not None
+    assert note.text_content() == (
+        "4 older messages were not sent with this prompt: the conversation is longer than one request takes."
+    )
+
+
+@pytest.mark.browser
+def test_an_image_in_the_answer_is_a_link_that_opens_elsewhere(page: Page, server: RunningServer) -> None:
+    open_page(page, server)
+    ask(page, "img", mock={"answer": "See ![a chart](https://example.com/chart.png) here."}, max_tokens=50)
+    assert wait_for_end(page)[0] == "done"
+
+    link = page.query_selector(f"{LAST_ANSWER} a.image-link")
+    assert link is not None
+    assert (link.get_attribute("target"), link.get_attribute("rel")) == (
+        "_blank",
+        "noopener noreferrer nofollow",
+    )
+    assert page.query_selector(f"{LAST_ANSWER} img") is None
