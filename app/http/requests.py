@@ -62,8 +62,9 @@ class JsonDecoder(Protocol[T_co]):
 
 
 _mock_decoder = msgspec.json.Decoder(MockDirectives)
-# A conversation in a URL: fewer messages than a body may carry, so that one at the limit still fits in the
-# request head servers accept (uvicorn's is 16 KiB), and is refused by name rather than by the server.
+# A conversation in a URL: fewer messages than a body may carry. This bounds the count, not the length: the
+# URL's length is bounded by the server's request-head limit (h11's 16 KiB; httptools takes more), and the
+# page keeps its EventSource URLs under 8,000 characters (docs/browser.md).
 MAX_QUERY_MESSAGES: Final = 64
 QueryMessages = Annotated[list[Message], msgspec.Meta(min_length=1, max_length=MAX_QUERY_MESSAGES)]
 _messages_decoder = msgspec.json.Decoder(QueryMessages)
