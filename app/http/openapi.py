@@ -110,6 +110,7 @@ def openapi_document(settings: Settings, *, forwards_extra: bool = False) -> byt
                     "chatCompletions",
                     "OpenAI-compatible chat completions",
                     tags=["openai"],
+                    parameters=[STREAM_ID_PARAMETER],
                     body="ChatCompletionRequest",
                     ok={
                         "description": "`stream: false`: one `chat.completion`; `stream: true`: "
@@ -128,6 +129,7 @@ def openapi_document(settings: Settings, *, forwards_extra: bool = False) -> byt
                     "createResponse",
                     "OpenAI Responses API",
                     tags=["openai"],
+                    parameters=[STREAM_ID_PARAMETER],
                     body="ResponsesRequest",
                     ok={
                         "description": "`stream: false`: one `response` object; `stream: true`: the "
@@ -153,6 +155,7 @@ def openapi_document(settings: Settings, *, forwards_extra: bool = False) -> byt
                     "uiChat",
                     "The Vercel AI SDK's UI message stream (useChat)",
                     tags=["ai-sdk"],
+                    parameters=[STREAM_ID_PARAMETER],
                     body="UIChatRequest",
                     ok={
                         "description": "UI message chunks (`start`, `start-step`, `text-*`, `tool-input-*`, "
@@ -203,6 +206,7 @@ def openapi_document(settings: Settings, *, forwards_extra: bool = False) -> byt
                     "streamPost",
                     "Stream an answer as named SSE events (fetch)",
                     tags=["stream"],
+                    parameters=[STREAM_ID_PARAMETER],
                     body="StreamRequest",
                     ok=_native_stream_ok(),
                     errors={**_INPUT_ERRORS, **_UPSTREAM_ERRORS},
@@ -555,4 +559,16 @@ def _stream_query(max_tokens_limit: int) -> list[dict[str, Any]]:
             "description": "The mock provider's directives, as JSON (see the `MockDirectives` schema)",
             "content": {"application/json": {"schema": _ref("MockDirectives")}},
         },
+        {**STREAM_ID_PARAMETER, "name": "stream_id", "in": "query"},
     ]
+
+
+# The client's own stream id (`app.http.sessions.chosen_stream_id`), on every endpoint that starts a stream.
+STREAM_ID_PARAMETER: dict[str, Any] = {
+    "name": "X-Stream-Id",
+    "in": "header",
+    "required": False,
+    "description": "The stream's id, chosen by the client (random, 16 to 128 of A-Z a-z 0-9 - _), so that "
+    "`POST /v1/streams/{id}/cancel` can stop it before its first token; by default the server picks one",
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{16,128}$"},
+}

@@ -53,7 +53,7 @@ from providers.protocol import MockDirectives, Tool, ToolChoice
 _chat_decoder = msgspec.json.Decoder(ChatCompletionRequest)
 _stream_decoder = msgspec.json.Decoder(StreamRequest)
 # `GET /v1/stream`: what the query may hold (the page's EventSource sends no more).
-_STREAM_QUERY = frozenset({"prompt", "messages", "model", "max_tokens", "mock", "resumable"})
+_STREAM_QUERY = frozenset({"prompt", "messages", "model", "max_tokens", "mock", "resumable", "stream_id"})
 _EVENTS_QUERY = frozenset({"last_event_id"})
 
 

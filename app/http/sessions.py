@@ -3,12 +3,13 @@ answer with its frames, straight (a plain stream) or through the stream log (a r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from litestar import Request, Response
 
-from app.errors import INVALID_REQUEST, STREAM_LOG_UNAVAILABLE, STREAM_NOT_FOUND
+from app.errors import DUPLICATE_ID, INVALID_REQUEST, STREAM_LOG_UNAVAILABLE, STREAM_NOT_FOUND
 from app.http.auth import request_owner
 from app.http.disconnect import unless_gone
 from app.http.follow import LogFollowResponse
@@ -42,8 +43,34 @@ async def open_request_stream(
         owner=request_owner(request, services.settings.api_keys),
         resumable=resumable,
         trace=trace_context(request.headers, request.scope),
+        stream_id=chosen_stream_id(services, request),
     )
     return await unless_gone(request.receive, open_stream(session))
+
+
+# A client's own stream id: long and random enough that nobody else picks it (the page uses 32 hex digits).
+_STREAM_ID = re.compile(r"[A-Za-z0-9_-]{16,128}")
+
+
+def chosen_stream_id(services: Services, request: Request[Any, Any, Any]) -> str | None:
+    """The stream id the client chose (`X-Stream-Id`, or `?stream_id=` for `EventSource`), if it did.
+
+    The server's own id reaches the client only with the stream's first event (its headers come with it,
+    so that a failure before it is still an HTTP status): a client that may want to cancel while it waits
+    for the first token (a Stop on Lambda, where a closed connection is never seen) names the stream itself.
+    """
+    chosen = request.headers.get("x-stream-id") or request.query_params.get("stream_id")
+    if chosen is None:
+        return None
+    if not _STREAM_ID.fullmatch(chosen):
+        raise INVALID_REQUEST(
+            "X-Stream-Id must be 16 to 128 letters, digits, '-' or '_' (a random value: anyone who knows "
+            "it may cancel the stream when no API keys are set)",
+            param="X-Stream-Id",
+        )
+    if services.cancels.is_live(chosen) or services.runs.get(chosen) is not None:
+        raise DUPLICATE_ID(f"a stream with id {chosen!r} is still running", param="X-Stream-Id")
+    return chosen
 
 
 async def event_stream_response(

@@ -44,6 +44,7 @@ def open_session(
     owner: str | None = None,
     resumable: bool = False,
     trace: TraceContext | None = None,
+    stream_id: str | None = None,
 ) -> StreamSession:
     """A session for one generation, with budgets from settings and from the host (Lambda's deadline).
 
@@ -61,7 +62,8 @@ def open_session(
         send_timeout_s=settings.stream_send_timeout_s,
         host_deadline=host_deadline,
     )
-    stream_id = secrets.token_hex(12)
+    # The client's own (`X-Stream-Id`, checked by the caller), so that it can cancel before the first token.
+    stream_id = stream_id or secrets.token_hex(12)
     if trace is not None:
         chat = msgspec.structs.replace(chat, trace=trace)
         bind_log_context(log_fields(trace))

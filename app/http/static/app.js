@@ -244,6 +244,9 @@ class Run {
     this.reconnects = 0; // connections after the first, hand-overs included
     this.mode = "first"; // this connection: "first", "resume" (the same stream) or "regenerate"
     this.streamId = null; // from `X-Stream-Id` or `start`: for the cancel endpoint, and to resume
+    // The id this page gives the stream it asks for (`X-Stream-Id`), so that Stop can cancel it while the
+    // first token is awaited: the server's answer, headers included, comes only with its first event.
+    this.chosenStreamId = randomStreamId();
     this.lastEventId = 0; // the `id:` of the last event rendered: a resume asks for the ones after it
     this.openedAfter = 0; // lastEventId when this connection opened, to tell whether it brought anything
     this.handedOver = false; // the server ended this connection with a `resume` event (its host's deadline)
@@ -338,6 +341,7 @@ class Run {
     this.tokens = 0;
     this.attemptFirstAt = null;
     this.streamId = null;
+    this.chosenStreamId = randomStreamId(); // a new stream: a new id
     this.lastEventId = 0;
     this.openedAfter = 0;
     this.chunks = null;
@@ -492,7 +496,8 @@ class Run {
     if (this.ended) return;
     // The cancel endpoint first: on Lambda a closed connection is never reported to the function, and a
     // WebSocket between two sockets has none to send its `cancel` on (it sends one too, on abort).
-    if (this.streamId) requestCancel(this.streamId, this.apiKey);
+    const streamId = this.streamId ?? (this.transport === "websocket" ? null : this.chosenStreamId);
+    if (streamId) requestCancel(streamId, this.apiKey);
     this.controller.abort();
     const note = {
       stop: `Stopped after ${this.tokens} deltas.`,
@@ -633,15 +638,22 @@ function viaFetch(run) {
   const onEvent = (type, data) => run.handle(type, JSON.parse(data));
   if (run.mode === "resume") return resumeEventStream(run, onEvent);
   // Resumable: a dropped connection reconnects to this stream instead of asking again.
-  return readEventStream(run, "/v1/stream", postJson({ ...run.request, resumable: true }), (response) => {
-    // Known before the first event, so that Stop can cancel a stream that is still silent.
+  const request = postJson({ ...run.request, resumable: true }, run.chosenStreamId);
+  return readEventStream(run, "/v1/stream", request, (response) => {
     run.streamId = response.headers.get("X-Stream-Id");
     return onEvent;
   });
 }
 
-function postJson(body) {
-  return { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+function postJson(body, streamId) {
+  const headers = { "Content-Type": "application/json", "X-Stream-Id": streamId };
+  return { method: "POST", headers, body: JSON.stringify(body) };
+}
+
+/** 32 random hex digits (crypto.getRandomValues works where crypto.randomUUID, secure contexts only, may not). */
+function randomStreamId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
 /** The events of the run's stream after the last one rendered, in the stream's own framing. */
@@ -711,7 +723,7 @@ function viaAiSdk(run) {
     ...options,
   };
   // /api/chat streams are resumable unless the body says otherwise.
-  return readEventStream(run, "/api/chat", postJson(body), (response) => {
+  return readEventStream(run, "/api/chat", postJson(body, run.chosenStreamId), (response) => {
     run.streamId = response.headers.get("X-Stream-Id");
     run.chunks = new UiMessageChunks(run);
     return onEvent;
@@ -859,6 +871,7 @@ function eventSourceUrl(run) {
   if (maxTokens) url.searchParams.set("max_tokens", String(maxTokens));
   if (mock) url.searchParams.set("mock", JSON.stringify(mock));
   url.searchParams.set("resumable", "true");
+  url.searchParams.set("stream_id", run.chosenStreamId); // EventSource cannot set the X-Stream-Id header
   return url;
 }
 

@@ -38,3 +38,7 @@ class CancelRegistry(Protocol):
     async def release(self, stream_id: str) -> None:
         """Forget a stream that has ended."""
         ...
+
+    def is_live(self, stream_id: str) -> bool:
+        """Whether this process has registered the stream and not released it yet."""
+        ...

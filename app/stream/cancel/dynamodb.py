@@ -98,6 +98,9 @@ class DynamoDBCancelRegistry:
     async def is_cancelled(self, stream_id: str) -> bool:
         return self._cancelled.get(stream_id, False)
 
+    def is_live(self, stream_id: str) -> bool:
+        return stream_id in self._owners
+
     async def release(self, stream_id: str) -> None:
         self._cancelled.pop(stream_id, None)
         self._owners.pop(stream_id, None)

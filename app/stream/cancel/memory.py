@@ -30,6 +30,9 @@ class InMemoryCancelRegistry:
         self._live.pop(stream_id, None)
         self._cancelled.discard(stream_id)
 
+    def is_live(self, stream_id: str) -> bool:
+        return stream_id in self._live
+
     @property
     def live_streams(self) -> int:
         return len(self._live)

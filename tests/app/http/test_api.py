@@ -188,7 +188,12 @@ def test_the_openapi_document_describes_bodies_queries_streams_and_errors(
         "max_tokens": False,
         "mock": False,
         "resumable": False,
+        "stream_id": False,
     }
+    # Every endpoint that starts a stream takes the client's own stream id.
+    for path in ("/v1/stream", "/v1/chat/completions", "/v1/responses", "/api/chat"):
+        [header] = paths[path]["post"]["parameters"]
+        assert (header["name"], header["in"], header["required"]) == ("X-Stream-Id", "header", False)
     [conversation] = [p for p in get["parameters"] if p["name"] == "messages"]
     query_messages = {"$ref": "#/components/schemas/QueryMessages"}
     assert conversation["content"]["application/json"]["schema"] == query_messages

@@ -1399,3 +1399,29 @@ def test_an_image_in_the_answer_is_a_link_that_opens_elsewhere(page: Page, serve
         "noopener noreferrer nofollow",
     )
     assert page.query_selector(f"{LAST_ANSWER} img") is None
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("transport", ["fetch", "eventsource", "ai-sdk"])
+def test_stop_while_the_first_token_is_awaited_cancels_the_stream(
+    page: Page, server: RunningServer, provider: MockProvider, log_capture: LogCapture, transport: str
+) -> None:
+    # No header of the answer has come back yet: the page cancels by the id it chose for the stream. (Its
+    # streams are resumable, so closing the connection alone would only detach it, for RESUME_GRACE_S.)
+    open_page(page, server)
+    sent = record_requests(page)
+    ask(page, transport=transport, mock={"stall_ms": 60_000})
+    page.wait_for_function("() => document.getElementById('status').dataset.state === 'connecting'")
+    for _ in range(500):  # until the stream runs on the server (a cancel before it would find nothing)
+        if provider.active_streams:
+            break
+        page.wait_for_timeout(10)
+    page.click("#stop")
+    [end] = log_capture.wait_for("stream_end", 1)
+
+    assert end["outcome"] == "cancelled"
+    assert provider.active_streams == 0
+    [start] = stream_starts(sent)
+    chosen = start.query["stream_id"][0] if transport == "eventsource" else start.headers["x-stream-id"]
+    assert end["request_id"] == chosen
+    assert f"/v1/streams/{chosen}/cancel" in [request.path for request in sent if request.method == "POST"]
