@@ -56,6 +56,11 @@ def configure_logging(level: str) -> None:
         named.handlers[:] = [handler]
         named.setLevel(level)
         named.propagate = False
+    # The providers' own lines (a retry, an upstream failure) are JSON lines too. They still propagate: no
+    # handler is above them in production, and a test's log capture listens at the root.
+    providers = logging.getLogger("providers")
+    providers.handlers[:] = [handler]
+    providers.setLevel(level)
 
 
 def log_event(event: str, level: int = logging.INFO, **fields: Any) -> None:

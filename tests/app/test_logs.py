@@ -33,7 +33,7 @@ _ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def restore_loggers() -> Iterator[None]:
     """`configure_logging` rewires process-wide loggers; put them back for the next test."""
-    names = ("tokenrelay", "uvicorn", "uvicorn.error")
+    names = ("tokenrelay", "uvicorn", "uvicorn.error", "providers")
     saved = [
         (logging.getLogger(n), logging.getLogger(n).handlers[:], logging.getLogger(n).level) for n in names
     ]
@@ -83,6 +83,7 @@ def test_configure_logging_sends_json_lines_to_stderr(
 
     log_event("hello", answer=42)
     logging.getLogger("uvicorn.error").info("server says %s", "hi")
+    logging.getLogger("providers.bedrock").warning("Amazon Bedrock failed (%s)", "ThrottlingException")
     log_event("quiet", logging.DEBUG)
 
     out, err = capsys.readouterr()
@@ -91,6 +92,7 @@ def test_configure_logging_sends_json_lines_to_stderr(
     assert [(line["event"], line["logger"]) for line in lines] == [
         ("hello", "tokenrelay"),
         ("server says hi", "uvicorn.error"),
+        ("Amazon Bedrock failed (ThrottlingException)", "providers.bedrock"),
     ]
     assert lines[0]["answer"] == 42
 

@@ -96,13 +96,15 @@ def test_the_emf_line_is_written_even_at_log_level_warning(
     capsys: pytest.CaptureFixture[str], emf: bool, written: bool
 ) -> None:
     # CloudWatch reads the metrics, and the alarms on them, from this line: LOG_LEVEL must not silence it.
-    logger = logging.getLogger("tokenrelay")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
+    # `configure_logging` rewires process-wide loggers: each is put back as it was.
+    loggers = [logging.getLogger(name) for name in ("tokenrelay", "uvicorn", "uvicorn.error", "providers")]
+    saved = [(logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
     try:
         configure_logging("WARNING")
         StreamMetrics(emf=emf).stream_ended(END)
     finally:
-        logger.handlers[:], logger.level, logger.propagate = saved
+        for logger, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+            logger.handlers[:], logger.level, logger.propagate = handlers, level, propagate
 
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     ends = [line for line in lines if line["event"] == "stream_end"]
