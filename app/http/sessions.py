@@ -59,7 +59,9 @@ def chosen_stream_id(services: Services, request: Request[Any, Any, Any]) -> str
     so that a failure before it is still an HTTP status): a client that may want to cancel while it waits
     for the first token (a Stop on Lambda, where a closed connection is never seen) names the stream itself.
     """
-    chosen = request.headers.get("x-stream-id") or request.query_params.get("stream_id")
+    chosen = request.headers.get("x-stream-id")
+    if chosen is None:
+        chosen = request.query_params.get("stream_id")
     if chosen is None:
         return None
     if not _STREAM_ID.fullmatch(chosen):

@@ -76,15 +76,21 @@ def test_the_chosen_id_is_the_streams_id_everywhere(make_app: AppFactory, serve:
     assert resumed.text == response.text
 
 
-@pytest.mark.parametrize("chosen", ["short", "has spaces in it, 16+", "x" * 129, "ünïcode-ünïcode-ü"])
+@pytest.mark.parametrize("chosen", ["", "short", "has spaces in it, 16+", "x" * 129, "ünïcode-ünïcode-ü"])
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/stream", {"messages": user("hello")}),
+        ("/v1/chat/completions", {"messages": user("hello")}),  # a whole answer: named all the same
+        ("/v1/responses", {"input": "hello", "stream": True}),
+    ],
+)
 def test_a_malformed_chosen_id_is_a_400_naming_the_header(
-    make_app: AppFactory, serve: ServeFactory, chosen: str
+    make_app: AppFactory, serve: ServeFactory, chosen: str, path: str, body: dict[str, Any]
 ) -> None:
     with serve(make_app()) as server:
         response = httpx.post(
-            f"{server.base_url}/v1/stream",
-            json={"messages": user("hello")},
-            headers={b"X-Stream-Id": chosen.encode()},
+            f"{server.base_url}{path}", json=body, headers={b"X-Stream-Id": chosen.encode()}
         )
 
     assert response.status_code == 400
