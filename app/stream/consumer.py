@@ -81,36 +81,38 @@ async def frames(
                 framed = frame(event)
                 # Nothing is framed after the terminal event; a delta (the hot path) is never one.
                 last = event.__class__ is not TextDelta and isinstance(event, _TERMINAL)
-                if join is None:
-                    if framed is not None:
-                        started = True
-                        yield framed
-                else:
-                    if framed is not None:
-                        started = True
-                        if held or (not last and session.has_queued):
-                            held.append(framed)
-                        else:
-                            yield framed  # the common case: nothing queued behind it, nothing held
-                    if held and (last or not session.has_queued):
-                        batch, held = held, []
-                        yield batch[0] if len(batch) == 1 else join(batch)
+                if framed is not None:
+                    started = True
+                    if held or (join is not None and not last and session.has_queued):
+                        held.append(framed)
+                    else:
+                        yield framed  # the common case: nothing queued behind it, nothing held
+                if held and (last or not session.has_queued):
+                    batch, held = held, []
+                    yield _joined(batch, join)
                 if last:
                     break
     except Exception as exc:
         if not started:
             raise  # nothing is out yet: the host answers with a status
         log_event("stream_crashed", logging.ERROR, request_id=session.stream_id, exc_type=type(exc).__name__)
+        if held:  # frames already made go out before the error
+            yield _joined(held, join)
         event = Failed(internal_error(), Outcome.ERROR)
         framed = frame(event)
         if framed is not None:
-            held.append(framed)
-        if held:
-            yield held[0] if join is None or len(held) == 1 else join(held)
+            yield framed
     finally:
         if isinstance(event, Failed):
             stream.failed = event
         await stream.aclose()
+
+
+def _joined(held: list[FrameT], join: Callable[[list[FrameT]], FrameT] | None) -> FrameT:
+    """Held frames as one: a single one as it is, several joined (frames are only held with `join`)."""
+    if join is None or len(held) == 1:
+        return held[0]
+    return join(held)
 
 
 async def collect(stream: OpenStream, dialect: Dialect[FrameT]) -> FrameT:
