@@ -79,6 +79,17 @@ class Measurement:
             names.append(named[0] if named else "message")
         return names
 
+    def last_data(self, name: str) -> str | None:
+        """The data of the body's last `name` event (its `data:` lines, joined), if it has one."""
+        text = self.body.decode("utf-8", errors="replace").replace("\r\n", "\n")
+        _, found, rest = text.rpartition(f"event: {name}")
+        if not found:
+            return None
+        frame = rest.split("\n\n", 1)[0]
+        return "\n".join(
+            line[len("data:") :].strip() for line in frame.split("\n") if line.startswith("data:")
+        )
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -171,11 +182,9 @@ def _buffered(seen: Measurement) -> bool:
 
 def _server_duration_s(seen: Measurement) -> float | None:
     """How long the server says the answer took (the native `done` event), if it says."""
-    text = seen.body.decode("utf-8", errors="replace").replace("\r\n", "\n")
-    frame = text.rsplit("event: done", 1)
-    if len(frame) < 2:
+    data = seen.last_data("done")
+    if data is None:
         return None
-    data = "".join(line[len("data:") :].strip() for line in frame[1].split("\n") if line.startswith("data:"))
     try:
         duration_ms = json.loads(data)["timings"]["duration_ms"]
     except (ValueError, KeyError, TypeError):
@@ -208,10 +217,7 @@ def _refusal(seen: Measurement, *, key_given: bool, gateway_key_given: bool) -> 
 
 
 def _error_text(seen: Measurement) -> str:
-    text = seen.body.decode("utf-8", errors="replace")
-    frame = text.replace("\r\n", "\n").rsplit("event: error", 1)[-1]
-    data = [line[len("data:") :].strip() for line in frame.split("\n") if line.startswith("data:")]
-    return " ".join(data)[:200] or "(no data)"
+    return (seen.last_data("error") or "").replace("\n", " ")[:200] or "(no data)"
 
 
 def report(seen: Measurement) -> str:
