@@ -66,17 +66,21 @@ def configure_logging(level: str) -> None:
 def log_event(event: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log one structured event."""
     if logger.isEnabledFor(level):
-        bound = _context.get()
-        # Read now, in the caller's context: a handler may format the record later, elsewhere.
-        logger.log(level, event, extra={"fields": {**bound, **fields} if bound else fields})
+        logger.log(level, event, extra=_extra(fields))
 
 
 def log_metric_record(event: str, **fields: Any) -> None:
     """Log one event at INFO whatever `LOG_LEVEL` says: an Embedded Metric Format line is where CloudWatch
     reads the metrics (and the alarms on them) from, so `LOG_LEVEL=WARNING` must not silence them."""
+    record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, event, (), None, extra=_extra(fields))
+    logger.handle(record)
+
+
+def _extra(fields: dict[str, Any]) -> dict[str, Any]:
+    """A record's fields with the context's bound ones, read now, in the caller's context: a handler may
+    format the record later, elsewhere."""
     bound = _context.get()
-    extra = {"fields": {**bound, **fields} if bound else fields}
-    logger.handle(logger.makeRecord(logger.name, logging.INFO, __file__, 0, event, (), None, extra=extra))
+    return {"fields": {**bound, **fields} if bound else fields}
 
 
 def bind_log_context(fields: Mapping[str, Any]) -> None:
