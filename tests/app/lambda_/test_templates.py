@@ -685,20 +685,10 @@ def _with_alarms(enabled: str) -> dict[str, Any]:
 def _emf_metrics() -> set[tuple[str, str, frozenset[str]]]:
     """(namespace, metric, dimension names) of every metric the app's EMF records define."""
     from app.metrics import emf
-    from app.metrics.record import StreamEnd, StreamLabels
+    from tests.app.metrics.support import ERROR_END
 
-    end = StreamEnd(
-        stream_id="s",
-        labels=StreamLabels(dialect="stream", provider="openai", model="m"),
-        outcome="error",
-        ttft_ms=1.0,
-        duration_ms=2.0,
-        completion_tokens=1,
-        prompt_tokens=1,
-        upstream_error="upstream_timeout",
-    )
     defined: set[tuple[str, str, frozenset[str]]] = set()
-    for record in (emf.stream_end_members(end, 0), emf.resume_members("stream", 0)):
+    for record in (emf.stream_end_members(ERROR_END, 0), emf.resume_members("stream", 0)):
         for directive in record["_aws"]["CloudWatchMetrics"]:
             for metric in directive["Metrics"]:
                 for dimensions in directive["Dimensions"]:

@@ -11,12 +11,25 @@ import jsonschema
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.logs import JsonFormatter
+from app.metrics.record import StreamEnd, StreamLabels
 
 # The JSON schema of the EMF specification, from the AWS documentation (its URL is in the file's $comment).
 # It names no `$schema`; its `$id: "#/properties/..."` fragments are the draft-07 idiom (later drafts
 # refuse them), so it is read as draft 7.
 EMF_SCHEMA: dict[str, Any] = json.loads((Path(__file__).parent / "emf_schema.json").read_text())
 EMF_VALIDATOR = jsonschema.Draft7Validator(EMF_SCHEMA)
+
+# A stream that ended on an upstream failure: its EMF record defines every metric a stream end can carry.
+ERROR_END = StreamEnd(
+    stream_id="s-1",
+    labels=StreamLabels(dialect="stream", provider="openai", model="gpt-4o-mini"),
+    outcome="error",
+    ttft_ms=12.5,
+    duration_ms=830.25,
+    completion_tokens=7,
+    prompt_tokens=3,
+    upstream_error="upstream_timeout",
+)
 
 
 def formatted_lines(records: list[logging.LogRecord], event: str) -> list[dict[str, Any]]:

@@ -11,20 +11,9 @@ import pytest
 
 from app.logs import configure_logging
 from app.metrics import emf
-from app.metrics.record import StreamEnd, StreamLabels
 from app.metrics.recorder import StreamMetrics
 from tests.app.metrics.support import EMF_SCHEMA, assert_valid_emf, emf_metrics
-
-END = StreamEnd(
-    stream_id="s-1",
-    labels=StreamLabels(dialect="stream", provider="openai", model="gpt-4o-mini"),
-    outcome="error",
-    ttft_ms=12.5,
-    duration_ms=830.25,
-    completion_tokens=7,
-    prompt_tokens=3,
-    upstream_error="upstream_timeout",
-)
+from tests.app.metrics.support import ERROR_END as END
 
 
 def test_the_vendored_schema_is_a_valid_draft_7_schema() -> None:
