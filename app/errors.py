@@ -215,6 +215,11 @@ def internal_error() -> ApiError:
     return INTERNAL_ERROR("internal server error")
 
 
+def stream_log_unavailable() -> ApiError:
+    """The stream log's storage failed a read (`StreamLogUnavailable`): the stream may exist, later."""
+    return STREAM_LOG_UNAVAILABLE("the stream log cannot be read now; retry shortly")
+
+
 def cancelled_error() -> ApiError:
     """A stream stopped by an explicit cancel (`POST /v1/streams/{id}/cancel`, a WebSocket `cancel`)."""
     return CANCELLED("stream cancelled by request")

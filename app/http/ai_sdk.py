@@ -13,7 +13,7 @@ from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath
 
-from app.errors import STREAM_LOG_UNAVAILABLE
+from app.errors import stream_log_unavailable
 from app.http.auth import request_owner
 from app.http.requests import build_chat_request, decode_json_body
 from app.http.sessions import event_stream_response, follow_response, open_request_stream, stream_headers
@@ -63,7 +63,7 @@ async def resume_ui_chat(
     try:
         stream_id = await services.stream_log.active_for_chat(chat_id, owner)
     except StreamLogUnavailable:
-        raise STREAM_LOG_UNAVAILABLE("the stream log cannot be read now; retry shortly") from None
+        raise stream_log_unavailable() from None
     if stream_id is None:
         return Response(None, status_code=204)
     return await follow_response(services, request, stream_id, after=0, headers=_PROTOCOL_HEADERS)

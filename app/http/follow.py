@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final, cast
 import msgspec
 from litestar.response.base import ASGIResponse
 
-from app.errors import STREAM_LOG_UNAVAILABLE
+from app.errors import stream_log_unavailable
 from app.http.disconnect import wait_for_disconnect
 from app.http.responses import EventStreamBase, event_stream_start
 from app.logs import log_event
@@ -158,7 +158,7 @@ class _Follow(ASGIResponse):
 
     async def _unavailable(self, send: Send) -> None:
         log_event("stream_log_unreadable", logging.WARNING, stream_id=self._stream_id)
-        error = STREAM_LOG_UNAVAILABLE("the stream log cannot be read now; retry shortly")
+        error = stream_log_unavailable()
         start = {
             "type": "http.response.start",
             "status": error.status_code,

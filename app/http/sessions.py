@@ -9,7 +9,7 @@ from typing import Any
 
 from litestar import Request, Response
 
-from app.errors import DUPLICATE_ID, INVALID_REQUEST, STREAM_LOG_UNAVAILABLE, STREAM_NOT_FOUND
+from app.errors import DUPLICATE_ID, INVALID_REQUEST, STREAM_NOT_FOUND, stream_log_unavailable
 from app.http.auth import request_owner
 from app.http.disconnect import unless_gone
 from app.http.follow import LogFollowResponse
@@ -17,7 +17,7 @@ from app.http.responses import EventStreamResponse
 from app.stream.consumer import OpenStream, open_stream
 from app.stream.dialects import Dialect
 from app.stream.limits import Deadline, host_deadline
-from app.stream.log import StreamLogUnavailable
+from app.stream.log import LoggedStream, StreamLogUnavailable
 from app.stream.resumable import ResumableRun
 from app.stream.services import Services, open_session
 from app.stream.session import StreamSession
@@ -116,16 +116,7 @@ async def follow_response(
     """A resume: the logged stream's events after id `after`, then the live ones, for its owner only
     (another key's stream answers 404, like an unknown or expired one)."""
     settings = services.settings
-    try:
-        logged = await services.stream_log.find(stream_id, request_owner(request, settings.api_keys))
-    except StreamLogUnavailable:
-        raise STREAM_LOG_UNAVAILABLE("the stream log cannot be read now; retry shortly") from None
-    if logged is None:
-        raise STREAM_NOT_FOUND(
-            f"no resumable stream with id {stream_id!r} (unknown, or expired after "
-            f"{settings.stream_retention_s:g}s)",
-            param="stream_id",
-        )
+    logged = await find_resumable(services, stream_id, request_owner(request, settings.api_keys))
     services.metrics.stream_resumed(stream_id, logged.dialect)
     return LogFollowResponse(
         services.stream_log,
@@ -138,6 +129,22 @@ async def follow_response(
         deadline=reader_deadline(services, request.scope),
         headers={"X-Request-Id": stream_id, "X-Stream-Id": stream_id, **(headers or {})},
     )
+
+
+async def find_resumable(services: Services, stream_id: str, owner: str | None) -> LoggedStream:
+    """The logged stream a resume reads, for its owner only (another key's stream is not found, like an
+    unknown or expired one); raises the `ApiError` a resume answers with when there is none to read."""
+    try:
+        logged = await services.stream_log.find(stream_id, owner)
+    except StreamLogUnavailable:
+        raise stream_log_unavailable() from None
+    if logged is None:
+        raise STREAM_NOT_FOUND(
+            f"no resumable stream with id {stream_id!r} (unknown, or expired after "
+            f"{services.settings.stream_retention_s:g}s)",
+            param="stream_id",
+        )
+    return logged
 
 
 def reader_deadline(services: Services, scope: Mapping[str, Any]) -> Deadline:

@@ -30,7 +30,6 @@ from app.errors import (
     DUPLICATE_ID,
     INVALID_REQUEST,
     REQUEST_TOO_LARGE,
-    STREAM_LOG_UNAVAILABLE,
     STREAM_NOT_FOUND,
     TOO_MANY_STREAMS,
     ApiError,
@@ -39,7 +38,7 @@ from app.errors import (
 from app.http.auth import bearer_token, key_matches, owner_of, unauthorized
 from app.http.origins import OriginPolicy
 from app.http.requests import build_chat_request, decode_json
-from app.http.sessions import reader_deadline
+from app.http.sessions import find_resumable, reader_deadline
 from app.http.state import origins_of, services_of
 from app.logs import log_event
 from app.schemas import DoneEvent, ErrorEvent, Messages, ModelId, PositiveInt, Tools
@@ -352,18 +351,9 @@ class _SocketSession:
             return
         services = self._services
         try:
-            logged = await services.stream_log.find(stream_id, self._owner)
-        except StreamLogUnavailable:
-            error = STREAM_LOG_UNAVAILABLE("the stream log cannot be read now; retry shortly")
-            await self._send_error(error, prompt_id)
-            return
-        if logged is None:
-            error = STREAM_NOT_FOUND(
-                f"no resumable stream with id {stream_id!r} (unknown, or expired after "
-                f"{services.settings.stream_retention_s:g}s)",
-                param="stream_id",
-            )
-            await self._send_error(error, prompt_id)
+            logged = await find_resumable(services, stream_id, self._owner)
+        except ApiError as exc:
+            await self._send_error(exc, prompt_id)
             return
         if logged.dialect != _LOGGED_DIALECT:
             error = INVALID_REQUEST(
